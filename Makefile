@@ -1,0 +1,23 @@
+# make demo : set up (.venv) and run the built-in synthetic smoky demo
+# make test : set up (.venv) and run the test suite
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+setup: $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+
+demo: setup
+	$(BIN)/python run_stream.py
+
+test: setup
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf out/ .pytest_cache
