@@ -1,0 +1,1 @@
+"""Streaming runtime: packet + wire codec, transport, runner, config schema, telemetry."""

@@ -1,0 +1,1 @@
+"""Pipeline stages: capture sources, registration, fusion, sinks. No stage imports zmq."""
