@@ -1,0 +1,75 @@
+"""What every capture source shares: its error type, URL masking and the two clocks.
+
+A source turns some medium (a camera, a file, a folder, a generator) into `Packet(kind="frame")`
+objects. Each packet carries two capture times taken together (`time.monotonic()` for latency and
+pairing inside one host, `time.time()` for humans and other hosts) and the source's own
+presentation timestamp `pts` in seconds.
+
+Clocks, by source kind (also written into `meta["clock"]`):
+- "capture": live sources (RTSP, paced synthetic). t_mono/t_wall are when the frame was captured
+  (decoded, for RTSP) on this host.
+- "media": file sources and unpaced synthetic. t_mono/t_wall are the media time mapped onto the
+  clock at start(): t_mono = t_mono_at_start + (pts - first_pts). Two file sources started
+  together therefore pair by timestamp even when read as fast as possible.
+"""
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+
+MODALITIES = ("vis", "ir")
+
+# user:password@ inside any URL-ish string; the password is the part after the first colon.
+_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:@/\s]*):(?P<pw>[^@/\s]*)@")
+
+
+class CaptureError(RuntimeError):
+    """A source cannot deliver frames (bad config, missing/corrupt file, unreachable camera).
+
+    The message is one line and names the source (password masked) and what was expected.
+    """
+
+
+def mask_url(text: str) -> str:
+    """Replace every URL password in `text` with `***`.
+
+    'rtsp://admin:s3cret@10.0.0.5:554/live' -> 'rtsp://admin:***@10.0.0.5:554/live'.
+    Works on whole messages too (FFmpeg errors quote the URL), so wrap any text that may contain
+    a URL before it is logged, raised or put into packet meta.
+    """
+    return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", str(text))
+
+
+def check_modality(modality: str, where: str) -> str:
+    """Return `modality` if it is "vis" or "ir", else raise CaptureError naming `where`."""
+    if modality not in MODALITIES:
+        raise CaptureError(f"{where}: modality must be one of {MODALITIES}, got {modality!r}")
+    return modality
+
+
+@dataclass
+class MediaClock:
+    """Maps media time (seconds, from the first frame) onto the host clocks at start().
+
+    Used by file sources and unpaced synthetic; see the module docstring for why.
+    """
+
+    mono0: float
+    wall0: float
+
+    @classmethod
+    def now(cls) -> "MediaClock":
+        return cls(mono0=time.monotonic(), wall0=time.time())
+
+    def stamp(self, media_s: float) -> tuple[float, float]:
+        """(t_mono, t_wall) of a frame `media_s` seconds after the first one."""
+        return self.mono0 + media_s, self.wall0 + media_s
+
+    def wait_until(self, media_s: float, timeout_s: float) -> bool:
+        """Sleep until `media_s` is due, at most `timeout_s`. True if it is due now."""
+        delay = self.mono0 + media_s - time.monotonic()
+        if delay <= 0:
+            return True
+        time.sleep(min(delay, max(timeout_s, 0.0)))
+        return delay <= timeout_s
