@@ -1,0 +1,54 @@
+"""lmfusion command line.
+
+    python -m lmfusion fuse --vis VIS --ir IR -o OUT          # files or folders
+    python -m lmfusion clear --vis VIS -o OUT                 # smoke removal only
+    python -m lmfusion train stage1 --config configs/train/stage1.yaml
+    python -m lmfusion train stage2 --config configs/train/stage2_default.yaml
+    python -m lmfusion evaluate --out docs/eval
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .errors import LMFusionError
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .train import Trainer, TrainConfig
+    cfg = TrainConfig.from_yaml(Path(args.config), steps=args.steps, out=args.out)
+    want = {"stage1": 1, "stage2": 2}[args.stage]
+    if cfg.stage != want:
+        raise LMFusionError(f"{args.config}: stage is {cfg.stage}, but 'train {args.stage}' was asked for")
+    metrics = Trainer(cfg).run()
+    print("[train] done: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+    print(f"[train] weights: {cfg.out_dir / 'model.safetensors'}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m lmfusion", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    t = sub.add_parser("train", help="train stage 1 (autoencoder) or stage 2 (LMF); resumes")
+    t.add_argument("stage", choices=["stage1", "stage2"])
+    t.add_argument("--config", required=True)
+    t.add_argument("--steps", type=int, help="override the config's steps")
+    t.add_argument("--out", help="override the output folder")
+    t.set_defaults(fn=_train)
+    try:
+        from . import cli_commands  # fuse / clear / evaluate (need the inference API)
+        cli_commands.register(sub)
+    except ImportError:
+        pass
+    args = ap.parse_args(argv)
+    try:
+        return args.fn(args)
+    except LMFusionError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

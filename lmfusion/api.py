@@ -1,0 +1,160 @@
+"""The public inference API: ``lmfusion.load(...) -> Fuser``.
+
+    fuser = lmfusion.load()                      # weights/lmfusion.safetensors, CPU, fp32
+    fused = fuser.fuse(vis_bgr, ir_gray)         # HxWx3 BGR uint8 (gray in -> gray out)
+    clean = fuser.clear(vis_bgr)                 # the visible image with the smoke removed
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from .engines import make_engine
+from .errors import ConfigError, InputError, WeightsError
+from .networks import STRATEGIES
+from .weights import DEFAULT_FILE, load_model
+
+MODEL_FILES = {"default": DEFAULT_FILE, "paper": "lmfusion_paper.safetensors"}
+
+
+def _check_vis(vis: np.ndarray, name: str = "vis") -> None:
+    if not isinstance(vis, np.ndarray):
+        raise InputError(f"{name}: expected a numpy array, got {type(vis).__name__}")
+    if vis.dtype != np.uint8:
+        raise InputError(f"{name}: expected dtype uint8, got {vis.dtype}")
+    if not (vis.ndim == 2 or (vis.ndim == 3 and vis.shape[2] in (1, 3))):
+        raise InputError(f"{name}: expected HxW gray or HxWx3 BGR, got shape {vis.shape}")
+
+
+def _to_gray(ir: np.ndarray, name: str = "ir") -> np.ndarray:
+    _check_vis(ir, name)
+    if ir.ndim == 3:
+        return ir[..., 0] if ir.shape[2] == 1 else cv2.cvtColor(ir, cv2.COLOR_BGR2GRAY)
+    return ir
+
+
+def _split_y(vis: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """-> (Y uint8 HxW, CrCb uint8 HxWx2 or None for gray)."""
+    if vis.ndim == 2 or vis.shape[2] == 1:
+        return vis.reshape(vis.shape[:2]), None
+    ycc = cv2.cvtColor(vis, cv2.COLOR_BGR2YCrCb)
+    return ycc[..., 0], ycc[..., 1:]
+
+
+def _merge_y(y: np.ndarray, crcb: np.ndarray | None) -> np.ndarray:
+    if crcb is None:
+        return y
+    return cv2.cvtColor(np.dstack([y, crcb]), cv2.COLOR_YCrCb2BGR)
+
+
+class Fuser:
+    """Fuses registered VIS/IR pairs; see ``fuse``, ``fuse_batch``, ``clear``."""
+
+    def __init__(self, engine, multiple: int, strategy: str, chroma: str = "vis",
+                 provenance: dict | None = None, model_name: str = ""):
+        if strategy not in STRATEGIES:
+            raise ConfigError(f"strategy {strategy!r}: expected one of: {', '.join(STRATEGIES)}")
+        if chroma not in ("vis", "average"):
+            raise ConfigError(f"chroma {chroma!r}: expected 'vis' or 'average'")
+        self.engine, self.multiple = engine, multiple
+        self.strategy, self.chroma = strategy, chroma
+        self.provenance = provenance or {}
+        self.model_name = model_name
+
+    @property
+    def name(self) -> str:
+        return f"lmfusion-{self.model_name}/{self.strategy}/{self.engine.name}"
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _pad(self, ys: list[np.ndarray]) -> tuple[np.ndarray, int, int]:
+        """list of HxW uint8 (same size) -> (B,1,Hp,Wp) float32 reflect-padded to the multiple."""
+        h, w = ys[0].shape
+        m = self.multiple
+        ph, pw = (-h) % m, (-w) % m
+        arr = np.stack(ys).astype(np.float32) / 255.0
+        if ph or pw:
+            arr = np.pad(arr, ((0, 0), (0, ph), (0, pw)), mode="reflect")
+        return arr[:, None], h, w
+
+    @staticmethod
+    def _to_u8(y: np.ndarray, h: int, w: int) -> np.ndarray:
+        return np.clip(y[0, :h, :w] * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+    def _prepare(self, vis_list: Sequence[np.ndarray], ir_list: Sequence[np.ndarray]):
+        if len(vis_list) != len(ir_list):
+            raise InputError(f"fuse_batch: {len(vis_list)} vis images but {len(ir_list)} ir images")
+        vy, cc, iy = [], [], []
+        for i, (vis, ir) in enumerate(zip(vis_list, ir_list)):
+            _check_vis(vis)
+            irg = _to_gray(ir)
+            if vis.shape[:2] != irg.shape[:2]:
+                raise InputError(f"vis and ir sizes differ: vis {vis.shape[1]}x{vis.shape[0]}, ir "
+                                 f"{irg.shape[1]}x{irg.shape[0]} (register them to one geometry first)")
+            if vis.shape[:2] != vis_list[0].shape[:2]:
+                raise InputError(f"fuse_batch: image {i} is {vis.shape[1]}x{vis.shape[0]}, image 0 is "
+                                 f"{vis_list[0].shape[1]}x{vis_list[0].shape[0]} (one size per batch)")
+            y, c = _split_y(vis)
+            vy.append(y), cc.append(c), iy.append(irg)
+        return vy, cc, iy
+
+    # -- public ----------------------------------------------------------------------------
+    def fuse(self, vis: np.ndarray, ir: np.ndarray, strategy: str | None = None) -> np.ndarray:
+        """vis HxWx3 BGR or HxW gray uint8, ir HxW (or HxWx3 gray) uint8, same H, W.
+
+        Returns the fused image: HxWx3 BGR uint8 when vis is colour (chroma from VIS, or the
+        average of VIS chroma and neutral IR chroma with chroma='average'), HxW uint8 otherwise.
+        """
+        return self.fuse_batch([vis], [ir], strategy)[0]
+
+    def fuse_batch(self, vis_list: Sequence[np.ndarray], ir_list: Sequence[np.ndarray],
+                   strategy: str | None = None) -> list[np.ndarray]:
+        """Fuse B pairs of one size in one engine call (VIS and IR share one encoder batch)."""
+        strategy = strategy or self.strategy
+        if strategy not in STRATEGIES:
+            raise ConfigError(f"strategy {strategy!r}: expected one of: {', '.join(STRATEGIES)}")
+        vy, cc, iy = self._prepare(vis_list, ir_list)
+        va, h, w = self._pad(vy)
+        ia, _, _ = self._pad(iy)
+        out = self.engine.fuse(va, ia, strategy)  # (B, 1, Hp, Wp)
+        res = []
+        for b, c in enumerate(cc):
+            if c is not None and self.chroma == "average":
+                c = ((c.astype(np.uint16) + 128) // 2).astype(np.uint8)
+            res.append(_merge_y(self._to_u8(out[b], h, w), c))
+        return res
+
+    def clear(self, vis: np.ndarray) -> np.ndarray:
+        """decoder(LMF(encoder(Y))) with the chroma put back; same conventions as ``fuse``."""
+        return self.clear_batch([vis])[0]
+
+    def clear_batch(self, vis_list: Sequence[np.ndarray]) -> list[np.ndarray]:
+        vy, cc, _ = self._prepare(vis_list, [v if v.ndim == 2 else v[..., 0] for v in vis_list])
+        va, h, w = self._pad(vy)
+        out = self.engine.clear(va)
+        return [_merge_y(self._to_u8(out[b], h, w), c) for b, c in enumerate(cc)]
+
+
+def load(weights_dir: str | Path = "weights", device: str = "cpu", precision: str = "fp32",
+         engine: str = "torch", strategy: str | None = None, chroma: str = "vis",
+         model: str = "default") -> Fuser:
+    """Load shipped or trained weights and return a Fuser.
+
+    ``weights_dir`` is a folder holding ``lmfusion.safetensors`` (``model="default"``) or
+    ``lmfusion_paper.safetensors`` (``model="paper"``), or a path to a .safetensors file.
+    Raises WeightsError (missing file, other format version or architecture), LMFusionError
+    (CUDA asked for but absent), ConfigError (unknown strategy).
+    """
+    p = Path(weights_dir)
+    if p.suffix != ".safetensors":
+        if model not in MODEL_FILES:
+            raise ConfigError(f"model {model!r}: expected one of: {', '.join(MODEL_FILES)}")
+        p = p / MODEL_FILES[model]
+    if not p.exists():
+        raise WeightsError(f"{p}: weights file not found (expected the shipped weights/ folder or "
+                           f"a file written by 'python -m lmfusion train')")
+    net, prov = load_model(p)
+    eng = make_engine(engine, net, device, precision)
+    return Fuser(eng, net.size_multiple, strategy or net.cfg.strategy, chroma, prov, net.cfg.name)

@@ -1,0 +1,296 @@
+"""LMFusion networks: encoder, decoder, the latent feature mapping network (LMF), fusion strategies.
+
+Shapes: images are (B, 1, H, W) float in [0, 1] (luminance Y); latents are (B, C, H, W) with
+C = AutoencoderConfig.latent_channels (3). Every conv pads by reflection, as the reference does.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import AutoencoderConfig, LMFConfig, ModelConfig
+
+
+def conv3(cin: int, cout: int, dilation: int = 1) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, 3, padding=dilation, dilation=dilation, padding_mode="reflect")
+
+
+# --------------------------------------------------------------------------------------------
+# Stage 1: the autoencoder
+# --------------------------------------------------------------------------------------------
+class DenseBlock(nn.Module):
+    """Three 3x3 convs, each fed the concatenation of all earlier maps: w -> 4w channels."""
+
+    def __init__(self, w: int):
+        super().__init__()
+        self.convs = nn.ModuleList([conv3(w * (i + 1), w) for i in range(3)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for conv in self.convs:
+            x = torch.cat([x, F.relu(conv(x))], dim=1)  # (B, w*(i+2), H, W)
+        return x
+
+
+class ResnetBlock(nn.Module):
+    """w -> w -> w with a skip, then a 1x1 to 4w, so it can be averaged with the DenseBlock."""
+
+    def __init__(self, w: int):
+        super().__init__()
+        self.c1, self.c2 = conv3(w, w), conv3(w, w)
+        self.expand = nn.Conv2d(w, 4 * w, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.c2(F.relu(self.c1(x))) + x)
+        return F.relu(self.expand(y))
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: AutoencoderConfig):
+        super().__init__()
+        w = cfg.enc_width
+        self.head = conv3(1, w)
+        self.dense, self.res = DenseBlock(w), ResnetBlock(w)
+        self.out = nn.Conv2d(4 * w, cfg.latent_channels, 1)
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        """(B, 1, H, W) in [0, 1] -> latent (B, C, H, W), non-negative."""
+        h = F.relu(self.head(y))
+        h = 0.5 * (self.dense(h) + self.res(h))  # (B, 4w, H, W)
+        return F.relu(self.out(h))
+
+
+class DoubleConv(nn.Sequential):
+    def __init__(self, cin: int, cout: int):
+        super().__init__(conv3(cin, cout), nn.ReLU(inplace=True), conv3(cout, cout), nn.ReLU(inplace=True))
+
+
+class Decoder(nn.Module):
+    def __init__(self, cfg: AutoencoderConfig):
+        super().__init__()
+        a, b = cfg.dec_widths
+        self.body = nn.Sequential(DoubleConv(cfg.latent_channels, a), DoubleConv(a, b))
+        self.out = nn.Conv2d(b, 1, 1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """latent (B, C, H, W) -> Y (B, 1, H, W), not clamped (clamp at the image boundary)."""
+        return self.out(self.body(z))
+
+
+# --------------------------------------------------------------------------------------------
+# Stage 2: latent feature mapping (LMF)
+# --------------------------------------------------------------------------------------------
+class ResBlock(nn.Module):
+    def __init__(self, w: int, dilation: int = 1):
+        super().__init__()
+        self.c1, self.c2 = conv3(w, w, dilation), conv3(w, w, dilation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.c2(F.relu(self.c1(x)))
+
+
+class ChannelAttention(nn.Module):
+    def __init__(self, w: int, r: int):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Conv2d(w, max(w // r, 1), 1), nn.ReLU(inplace=True),
+                                 nn.Conv2d(max(w // r, 1), w, 1), nn.Sigmoid())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.mlp(x.mean(dim=(2, 3), keepdim=True))
+
+
+class PixelAttention(nn.Module):
+    def __init__(self, w: int, r: int):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Conv2d(w, max(w // r, 1), 1), nn.ReLU(inplace=True),
+                                 nn.Conv2d(max(w // r, 1), 1, 1), nn.Sigmoid())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.mlp(x)
+
+
+class SpatialAttention(nn.Module):
+    """max and mean over channels -> 1x1 conv -> sigmoid, as the reference."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = torch.cat([x.amax(dim=1, keepdim=True), x.mean(dim=1, keepdim=True)], dim=1)  # (B,2,H,W)
+        return x * torch.sigmoid(self.conv(s))
+
+
+class GlobalBranch(nn.Module):
+    """Image-level context: pooled trunk features -> MLP -> per-channel scale and shift (FiLM).
+
+    A 3x3 trunk sees tens of pixels; airlight and haze thickness are properties of the whole
+    frame, so the trunk gets them from here.
+    """
+
+    def __init__(self, w: int):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(2 * w, w), nn.ReLU(inplace=True), nn.Linear(w, 2 * w))
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, C, _, _ = x.shape
+        stats = torch.cat([x.mean(dim=(2, 3)), x.amax(dim=(2, 3))], dim=1)  # (B, 2C)
+        gamma, beta = self.mlp(stats).view(B, 2 * C, 1, 1).chunk(2, dim=1)
+        return x * (1 + gamma) + beta
+
+
+class LMF(nn.Module):
+    """Maps the latent of a smoky image to the latent of its clean twin: (B,C,H,W) -> (B,C,H,W).
+
+    paper: head 3x3 C->w, residual blocks, channel/pixel/spatial attention, 3x3 w->w, 3x3 w->C,
+    global residual. With ``scale > 1`` the trunk runs at 1/scale resolution (pixel-unshuffle in,
+    pixel-shuffle out, a full-resolution skip), which buys context and speed at once.
+    """
+
+    def __init__(self, cfg: LMFConfig, channels: int = 3):
+        super().__init__()
+        w, s = cfg.width, cfg.scale
+        self.cfg = cfg
+        self.head = conv3(channels, w)
+        if s > 1:
+            self.down = nn.Sequential(nn.PixelUnshuffle(s), nn.Conv2d(w * s * s, w, 1))
+            self.up = nn.Sequential(nn.Conv2d(w, w * s * s, 1), nn.PixelShuffle(s))
+        self.blocks = nn.Sequential(*[ResBlock(w, d) for d in cfg.dilations])
+        self.glob = GlobalBranch(w) if cfg.global_branch else None
+        self.ca = ChannelAttention(w, cfg.attention_reduction)
+        self.pa = PixelAttention(w, cfg.attention_reduction)
+        self.sa = SpatialAttention()
+        out_ch = 2 * channels if cfg.affine_head else channels
+        self.tail = nn.Sequential(conv3(w, w), conv3(w, out_ch))
+        if cfg.affine_head:  # start as the identity mapping
+            nn.init.zeros_(self.tail[-1].weight)
+            nn.init.zeros_(self.tail[-1].bias)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        _, _, H, W = z.shape
+        s = self.cfg.scale
+        h0 = self.head(z)
+        h = h0
+        if s > 1:
+            if H % s or W % s:
+                raise ValueError(f"LMF with scale {s} needs H and W divisible by {s}, got {H}x{W}")
+            h = self.down(h)                      # (B, w, H/s, W/s)
+        h = self.blocks(h)
+        if self.glob is not None:
+            h = self.glob(h)
+        h = self.sa(self.pa(self.ca(h)))
+        if s > 1:
+            h = self.up(h) + h0                   # (B, w, H, W)
+        r = self.tail(h)
+        if self.cfg.affine_head:
+            a, b = r.chunk(2, dim=1)              # each (B, C, H, W)
+            return z * (1 + a) + b
+        return z + r
+
+
+# --------------------------------------------------------------------------------------------
+# Fusion strategies on latents: (B,C,H,W) x 2 -> (B,C,H,W)
+# --------------------------------------------------------------------------------------------
+EPS = 1e-6
+
+
+def fuse_average(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (a + b)
+
+
+def _channel_pool(x: torch.Tensor, pool: str) -> torch.Tensor:
+    if pool == "avg":
+        return x.mean(dim=(2, 3), keepdim=True)
+    if pool == "max":
+        return x.amax(dim=(2, 3), keepdim=True)
+    if pool == "nuclear":  # sum of singular values of each HxW channel map
+        return torch.linalg.matrix_norm(x.float(), ord="nuc")[..., None, None].to(x.dtype)
+    raise ValueError(f"channel pooling {pool!r}: expected avg, max or nuclear")
+
+
+def fuse_channel(a: torch.Tensor, b: torch.Tensor, pool: str = "avg") -> torch.Tensor:
+    """Channel attention (NestFuse-style): per-channel weights from a global pooling of each."""
+    pa, pb = _channel_pool(a, pool), _channel_pool(b, pool)
+    wa = (pa + EPS) / (pa + pb + 2 * EPS)
+    return wa * a + (1 - wa) * b
+
+
+def fuse_spatial(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Spatial attention: per-pixel weights from the channel l1-norm of each latent."""
+    na, nb = a.abs().sum(1, keepdim=True), b.abs().sum(1, keepdim=True)
+    wa = (na + EPS) / (na + nb + 2 * EPS)
+    return wa * a + (1 - wa) * b
+
+
+def fuse_hybrid(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (fuse_channel(a, b, "avg") + fuse_spatial(a, b))
+
+
+def _blur_down(x: torch.Tensor) -> torch.Tensor:
+    return F.avg_pool2d(x, 2, ceil_mode=True)
+
+
+def fuse_detail(a: torch.Tensor, b: torch.Tensor, levels: int = 3) -> torch.Tensor:
+    """Latent Laplacian pyramid: average the base, keep the stronger detail of either input.
+
+    The 3-channel latent is nearly the image, so this keeps edges as a pixel Laplacian pyramid
+    does while the decoder still renders the result.
+    """
+    if levels == 0 or min(a.shape[-2:]) < 4:
+        return fuse_average(a, b)
+    a_lo, b_lo = _blur_down(a), _blur_down(b)
+    size = a.shape[-2:]
+    a_hi = a - F.interpolate(a_lo, size=size, mode="bilinear", align_corners=False)
+    b_hi = b - F.interpolate(b_lo, size=size, mode="bilinear", align_corners=False)
+    hi = torch.where(a_hi.abs() >= b_hi.abs(), a_hi, b_hi)
+    lo = fuse_detail(a_lo, b_lo, levels - 1)
+    return F.interpolate(lo, size=size, mode="bilinear", align_corners=False) + hi
+
+
+STRATEGIES = {
+    "average": fuse_average,
+    "channel_avg": lambda a, b: fuse_channel(a, b, "avg"),
+    "channel_max": lambda a, b: fuse_channel(a, b, "max"),
+    "channel_nuclear": lambda a, b: fuse_channel(a, b, "nuclear"),
+    "spatial": fuse_spatial,
+    "hybrid": fuse_hybrid,
+    "detail": fuse_detail,
+}
+
+
+class LMFusionNet(nn.Module):
+    """The whole model. ``forward(vis_y, ir_y)`` -> fused Y; ``clear(y)`` -> smoke-free Y."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = Encoder(cfg.autoencoder)
+        self.decoder = Decoder(cfg.autoencoder)
+        self.lmf = LMF(cfg.lmf, cfg.autoencoder.latent_channels)
+        self.strategy = cfg.strategy
+
+    @property
+    def size_multiple(self) -> int:
+        """H and W must be multiples of this (inputs are padded to it by the Fuser)."""
+        return self.cfg.lmf.scale
+
+    def forward(self, vis_y: torch.Tensor, ir_y: torch.Tensor, strategy: str | None = None) -> torch.Tensor:
+        """vis_y, ir_y: (B, 1, H, W) in [0, 1] -> fused Y (B, 1, H, W) in [0, 1]."""
+        B = vis_y.shape[0]
+        z = self.encoder(torch.cat([vis_y, ir_y], dim=0))  # one batch: (2B, C, H, W)
+        if self.cfg.lmf_on_ir:
+            z = self.lmf(z)
+            zv, zi = z[:B], z[B:]
+        else:
+            zv, zi = self.lmf(z[:B]), z[B:]
+        fused = STRATEGIES[strategy or self.strategy](zv, zi)
+        return self.decoder(fused).clamp(0, 1)
+
+    def clear(self, y: torch.Tensor) -> torch.Tensor:
+        """(B, 1, H, W) -> decoder(LMF(encoder(y))) clamped to [0, 1]."""
+        return self.decoder(self.lmf(self.encoder(y))).clamp(0, 1)
+
+    def reconstruct(self, y: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encoder(y)).clamp(0, 1)
