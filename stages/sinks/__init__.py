@@ -1,0 +1,1 @@
+"""Sinks: the end of the pipeline (recording, debugging dumps). process() returns None."""

@@ -1,0 +1,230 @@
+"""Recorder sink: H.264 into crash-safe, time-correct, rotating files.
+
+Why these choices:
+- Fragmented MP4 (moov first, then one moof+mdat per keyframe) or Matroska: both are playable up
+  to the last complete fragment/cluster when the process is killed. A plain MP4 writes its index
+  at close, so a killed recorder would leave an unplayable file. `flush_packets=1` hands every
+  packet to the OS at once, so SIGKILL loses at most the fragment still in memory (one GOP).
+- GOP of `gop_s` seconds: each keyframe starts a fragment, so it bounds what a crash can lose.
+- PTS from capture time (1/1000 s): frame i gets pts = t_mono_i - t_mono_first. Dropped frames
+  leave a gap instead of shortening the video, so a file's duration is the wall time it covers.
+- libx264 with tune=zerolatency: no lookahead or B-frames, so packets leave the encoder as soon
+  as frames enter and a crash loses nothing buffered inside x264.
+- Segments rotate every `segment_s` seconds of capture time: `fused_000.mp4`, `fused_001.mp4`...
+  Numbering continues after files already in out_dir, so a restart never overwrites a recording.
+
+Optional second output: side by side VIS | IR | fused (`{prefix}_sbs_NNN.mp4`), for review.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+from pipeline.packet import Packet
+
+log = logging.getLogger(__name__)
+
+CONTAINERS = {"mp4": ("mp4", {"movflags": "frag_keyframe+empty_moov+default_base_moof"}),
+              "mkv": ("matroska", {})}
+_TIME_BASE = Fraction(1, 1000)          # PTS unit: milliseconds of capture time
+
+
+class RecorderError(RuntimeError):
+    """Recording failed (bad config, missing buffer, encoder or disk error). One line."""
+
+
+@dataclass
+class RecorderConfig:
+    """Where and how to record. Durations in seconds of capture time."""
+
+    out_dir: str = "out/recordings"  # created if missing
+    prefix: str = "fused"            # files are {prefix}_{NNN}.{container}
+    buffer: str = "fused"            # which packet buffer to record ("fused", "vis", "ir")
+    container: str = "mp4"           # "mp4" (fragmented MP4) or "mkv" (Matroska)
+    segment_s: float | None = 60.0   # start a new file after this long; None = one file
+    fps: float = 10.0                # nominal frame rate: rate control and the last frame's duration
+    gop_s: float = 1.0               # keyframe/fragment interval: what a crash can lose at most
+    crf: int = 23                    # x264 quality (lower = better, bigger); 18-28 is sensible
+    preset: str = "veryfast"         # x264 speed preset
+    threads: int = 1                 # encoder threads; 0 = auto (the machine is shared, keep it low)
+    side_by_side: bool = False       # also write VIS | IR | fused to {prefix}_sbs_NNN
+
+
+class _SegmentWriter:
+    """One rotating output: opens a file on the first frame, rotates on time or size change."""
+
+    def __init__(self, cfg: RecorderConfig, prefix: str) -> None:
+        self.cfg = cfg
+        self.prefix = prefix
+        self.files: list[Path] = []
+        self.frames_written = 0
+        self._container = None
+        self._stream = None
+        self._size: tuple[int, int] | None = None       # (w, h) of the open segment
+        self._t0 = 0.0                                  # t_mono of the segment's first frame
+        self._last_pts = -1
+        ext = cfg.container
+        taken = [int(m.group(1)) for p in Path(cfg.out_dir).glob(f"{prefix}_*.{ext}")
+                 if (m := re.fullmatch(rf"{re.escape(prefix)}_(\d+)\.{ext}", p.name))]
+        self._next_index = max(taken, default=-1) + 1
+
+    def write(self, image: np.ndarray, t_mono: float, t_wall: float, stream_name: str) -> None:
+        """Encode one frame: (H, W, 3) uint8 BGR or (H, W) uint8 gray; odd sizes are padded."""
+        image = _even(image)
+        h, w = image.shape[:2]
+        seg = self.cfg.segment_s
+        if self._container is not None and ((w, h) != self._size or (seg and t_mono - self._t0 >= seg)):
+            self.close()
+        if self._container is None:
+            self._open(w, h, t_mono, t_wall, stream_name)
+        pts = int(round((t_mono - self._t0) / _TIME_BASE))
+        pts = max(pts, self._last_pts + 1)              # strictly increasing even if stamps repeat
+        self._last_pts = pts
+        frame = av.VideoFrame.from_ndarray(image, format="bgr24" if image.ndim == 3 else "gray")
+        frame = frame.reformat(format="yuv420p")
+        frame.pts = pts
+        frame.time_base = _TIME_BASE
+        frame.duration = int(round(1.0 / self.cfg.fps / _TIME_BASE))
+        try:
+            for packet in self._stream.encode(frame):
+                self._container.mux(packet)
+        except (av.FFmpegError, OSError) as e:
+            raise RecorderError(f"recorder: writing {self.files[-1]} failed: {e}") from e
+        self.frames_written += 1
+
+    def _open(self, w: int, h: int, t_mono: float, t_wall: float, stream_name: str) -> None:
+        cfg = self.cfg
+        fmt, options = CONTAINERS[cfg.container]
+        path = Path(cfg.out_dir) / f"{self.prefix}_{self._next_index:03d}.{cfg.container}"
+        self._next_index += 1
+        try:
+            container = av.open(str(path), "w", format=fmt, options={**options, "flush_packets": "1"})
+        except (av.FFmpegError, OSError) as e:
+            raise RecorderError(f"recorder: cannot create {path}: {e}") from e
+        # The wall time of pts 0, so any frame's wall time is recoverable from the file alone.
+        container.metadata["creation_time"] = dt.datetime.fromtimestamp(t_wall, dt.timezone.utc).isoformat()
+        container.metadata["comment"] = f"stream={stream_name} t_wall_at_pts0={t_wall:.6f}"
+        gop = max(1, int(round(cfg.gop_s * cfg.fps)))
+        stream = container.add_stream("libx264", rate=Fraction(cfg.fps).limit_denominator(1001),
+                                      options={"preset": cfg.preset, "tune": "zerolatency", "crf": str(cfg.crf)})
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.codec_context.time_base = _TIME_BASE
+        stream.time_base = _TIME_BASE
+        stream.codec_context.gop_size = gop
+        stream.codec_context.thread_count = cfg.threads
+        self._container, self._stream = container, stream
+        self._size, self._t0, self._last_pts = (w, h), t_mono, -1
+        self.files.append(path)
+        log.info("recording %s (%dx%d, gop %d frames)", path, w, h, gop)
+
+    def close(self) -> None:
+        """Flush the encoder and finish the file. Idempotent."""
+        container, self._container = self._container, None
+        if container is None:
+            return
+        try:
+            for packet in self._stream.encode(None):
+                container.mux(packet)
+        finally:
+            container.close()
+            self._stream = None
+
+
+def _even(image: np.ndarray) -> np.ndarray:
+    """yuv420p needs even width and height: pad the last row/column by replication."""
+    h, w = image.shape[:2]
+    if h % 2 or w % 2:
+        image = cv2.copyMakeBorder(image, 0, h % 2, 0, w % 2, cv2.BORDER_REPLICATE)
+    return np.ascontiguousarray(image)
+
+
+def side_by_side(packet: Packet) -> np.ndarray:
+    """VIS | IR | fused of a pair/fused packet: (H, 3*W, 3) uint8 BGR (heights matched to IR)."""
+    missing = [k for k in ("vis", "ir", "fused") if k not in packet.buffers]
+    if missing:
+        raise RecorderError(f"recorder: side_by_side needs buffers vis, ir, fused; packet {packet.seq} "
+                            f"({packet.kind}) lacks {missing}")
+    h = packet.buffers["ir"].shape[0]
+    tiles = []
+    for name in ("vis", "ir", "fused"):
+        img = packet.buffers[name]
+        if img.ndim == 2:
+            img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+        if img.shape[0] != h:
+            img = cv2.resize(img, (int(round(img.shape[1] * h / img.shape[0])), h), interpolation=cv2.INTER_AREA)
+        tiles.append(img)
+    return np.hstack(tiles)
+
+
+class RecorderSink:
+    """Records one buffer of every packet (and optionally a side-by-side view) to H.264 files.
+
+    process(packet): frame/pair/fused packets are encoded; an eos packet flushes and closes the
+    files (a later frame starts a new segment). stop() does the same. `files` lists every file
+    written, in order.
+    """
+
+    def __init__(self, config: RecorderConfig) -> None:
+        if config.container not in CONTAINERS:
+            raise RecorderError(f"recorder: container must be one of {tuple(CONTAINERS)}, got {config.container!r}")
+        if config.fps <= 0 or config.gop_s <= 0:
+            raise RecorderError(f"recorder: fps and gop_s must be > 0, got fps={config.fps}, gop_s={config.gop_s}")
+        if config.segment_s is not None and config.segment_s <= 0:
+            raise RecorderError(f"recorder: segment_s must be > 0 or None, got {config.segment_s}")
+        self.config = config
+        self._writers: list[_SegmentWriter] = []
+
+    def start(self) -> None:
+        cfg = self.config
+        try:
+            Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise RecorderError(f"recorder: cannot create out_dir {cfg.out_dir!r}: {e}") from e
+        self._writers = [_SegmentWriter(cfg, cfg.prefix)]
+        if cfg.side_by_side:
+            self._writers.append(_SegmentWriter(cfg, f"{cfg.prefix}_sbs"))
+
+    def process(self, packet: Packet) -> None:
+        if not self._writers:
+            raise RecorderError("recorder: process() before start()")
+        if packet.is_eos:
+            self._close_all()
+            return None
+        image = packet.buffers.get(self.config.buffer)
+        if image is None:
+            raise RecorderError(f"recorder: buffer {self.config.buffer!r} (key 'buffer') not in packet "
+                                f"{packet.seq} ({packet.kind}); it has {sorted(packet.buffers)}")
+        self._writers[0].write(image, packet.t_mono, packet.t_wall, packet.stream)
+        if self.config.side_by_side:
+            self._writers[1].write(side_by_side(packet), packet.t_mono, packet.t_wall, packet.stream)
+        return None
+
+    @property
+    def files(self) -> list[Path]:
+        """Every file written so far: the main output's files in order, then the side-by-side ones."""
+        return [f for w in self._writers for f in w.files]
+
+    @property
+    def frames_written(self) -> int:
+        return self._writers[0].frames_written if self._writers else 0
+
+    def _close_all(self) -> None:
+        errors = []
+        for w in self._writers:
+            try:
+                w.close()
+            except (av.FFmpegError, OSError) as e:      # close the others anyway
+                errors.append(str(e))
+        if errors:
+            raise RecorderError(f"recorder: closing files in {self.config.out_dir} failed: {'; '.join(errors)}")
+
+    def stop(self) -> None:
+        self._close_all()
