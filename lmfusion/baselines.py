@@ -83,18 +83,20 @@ def fuse_laplacian(vis: np.ndarray, ir: np.ndarray, levels: int = 4) -> np.ndarr
     h, w = y_vis.shape
     levels = int(min(levels, max(1, int(np.log2(min(h, w))) - 1)))
 
-    # Both sources as the two channels of one image, so each pyramid op runs once: HxWx2 float32.
-    g = cv2.merge([y_vis, y_ir]).astype(np.float32)
-    laps = []
+    # Two contiguous float32 pyramids and OpenCV element-wise ops: about twice as fast as one
+    # HxWx2 pyramid with numpy selection, whose strided temporaries dominate at 640x512.
+    g_vis, g_ir = y_vis.astype(np.float32), y_ir.astype(np.float32)
+    laps = []  # fused band-pass levels, finest first, float32 HxW, H/2 x W/2, ...
     for _ in range(levels):
-        down = cv2.pyrDown(g)
-        up = cv2.pyrUp(down, dstsize=(g.shape[1], g.shape[0]))
-        lap = g - up                                   # band-pass of both sources, HxWx2
-        pick_vis = np.abs(lap[:, :, 0]) >= np.abs(lap[:, :, 1])
-        laps.append(np.where(pick_vis, lap[:, :, 0], lap[:, :, 1]))
-        g = down
-    fused = g.mean(axis=2)                             # low-pass residual, average of the two
+        size = (g_vis.shape[1], g_vis.shape[0])
+        down_vis, down_ir = cv2.pyrDown(g_vis), cv2.pyrDown(g_ir)
+        lap_vis = cv2.subtract(g_vis, cv2.pyrUp(down_vis, dstsize=size))
+        lap_ir = cv2.subtract(g_ir, cv2.pyrUp(down_ir, dstsize=size))
+        ir_stronger = cv2.compare(np.abs(lap_vis), np.abs(lap_ir), cv2.CMP_LT)  # ties keep VIS
+        laps.append(cv2.copyTo(lap_ir, ir_stronger, lap_vis))
+        g_vis, g_ir = down_vis, down_ir
+    fused = cv2.addWeighted(g_vis, 0.5, g_ir, 0.5, 0.0)  # low-pass residual: the average
     for lap in reversed(laps):
-        fused = cv2.pyrUp(fused, dstsize=(lap.shape[1], lap.shape[0])) + lap
+        fused = cv2.add(cv2.pyrUp(fused, dstsize=(lap.shape[1], lap.shape[0])), lap)
     y = np.clip(fused + 0.5, 0, 255).astype(np.uint8)  # +0.5 then truncate = round half up
     return _merge(y, ycrcb)
