@@ -3,9 +3,12 @@
     python bench/bench_metrics.py                 # 640x512, 20 runs each
     python bench/bench_metrics.py --size 1280x1024 --runs 10
     OMP_NUM_THREADS=1 python bench/bench_metrics.py --threads 1   # one core, as in the CI numbers
+    python bench/bench_metrics.py --quality       # also score both baselines on the VIFB pairs
 
-The pair is synthetic (smooth random texture; colour VIS, gray IR), so the numbers need no data.
+Speed: the pair is synthetic (smooth random texture; colour VIS, gray IR), so it needs no data.
 Reported: median and min milliseconds per call, after one warm-up call.
+Quality (--quality): mean of every fusion metric over the 21 VIFB pairs in ../shared/data/vifb
+(read-only, never copied), for fuse_average and fuse_laplacian; skipped with a note if absent.
 """
 from __future__ import annotations
 
@@ -42,10 +45,36 @@ def time_ms(fn, runs: int) -> tuple[float, float]:
     return statistics.median(ts), min(ts)
 
 
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+
+
+def quality_table() -> None:
+    vifb = DATA / "vifb"
+    pairs = sorted(p.name for p in (vifb / "vis").glob("*.jpg")) if vifb.is_dir() else []
+    if not pairs:
+        print(f"\n(no quality table: VIFB pairs not found under {vifb})")
+        return
+    fusers = {"fuse_average": fuse_average, "fuse_laplacian": fuse_laplacian}
+    scores: dict[str, list[dict[str, float]]] = {k: [] for k in fusers}
+    for name in pairs:
+        vis = cv2.imread(str(vifb / "vis" / name), cv2.IMREAD_COLOR)
+        ir = cv2.imread(str(vifb / "ir" / name), cv2.IMREAD_GRAYSCALE)
+        for k, fuse in fusers.items():
+            scores[k].append(M.fusion_metrics(vis, ir, fuse(vis, ir)))
+    keys = list(scores["fuse_average"][0])
+    print(f"\n# mean over {len(pairs)} VIFB pairs (higher is better for every column)")
+    print("| fuser            | " + " | ".join(f"{k:>6}" for k in keys) + " |")
+    print("|------------------|" + "|".join("-" * 8 for _ in keys) + "|")
+    for k, rows in scores.items():
+        means = [float(np.mean([r[m] for r in rows])) for m in keys]
+        print(f"| {k:<16} | " + " | ".join(f"{v:6.3f}" for v in means) + " |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", default="640x512", help="WxH of the pair (default 640x512)")
     ap.add_argument("--runs", type=int, default=20, help="timed calls per row (default 20)")
+    ap.add_argument("--quality", action="store_true", help="also score the baselines on VIFB")
     ap.add_argument("--threads", type=int, default=0, help="cv2.setNumThreads (0 = OpenCV default)")
     args = ap.parse_args()
     w, h = (int(v) for v in args.size.lower().split("x"))
@@ -82,6 +111,8 @@ def main() -> None:
     for name, fn in rows:
         med, best = time_ms(fn, args.runs)
         print(f"| {name:<36} | {med:9.2f} | {best:6.2f} |")
+    if args.quality:
+        quality_table()
 
 
 if __name__ == "__main__":
