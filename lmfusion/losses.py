@@ -23,7 +23,8 @@ def _filter(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
 
 
 def _ssim_cs(x, y, data_range, size=11, sigma=1.5):
-    g = _gauss(size, sigma, x.device, x.dtype)
+    size = min(size, x.shape[-1] - (1 - x.shape[-1] % 2), x.shape[-2] - (1 - x.shape[-2] % 2))
+    g = _gauss(size, sigma, x.device, x.dtype)  # window shrinks (odd) on maps under 11 px
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
     mx, my = _filter(x, g), _filter(y, g)
     sxx = _filter(x * x, g) - mx * mx

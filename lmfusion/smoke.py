@@ -64,6 +64,10 @@ def _plumes(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
 
 def density_field(kind: str, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     """Normalised optical-depth shape in [0, 1], (h, w) float32."""
+    return _density_field(kind, h, w, rng).astype(np.float32)
+
+
+def _density_field(kind: str, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     if kind == "turbulent":
         n = fractal_noise(h, w, rng)
         lo = rng.uniform(0.0, 0.5)                       # patchiness: how much clear air shows

@@ -267,7 +267,8 @@ class Trainer:
         return path
 
     # -- loop ------------------------------------------------------------------------------
-    def run(self) -> dict[str, float]:
+    def run(self, until: int | None = None) -> dict[str, float]:
+        """Train to cfg.steps (or stop at step ``until`` with a checkpoint); returns val metrics."""
         c = self.cfg
         resumed = self.try_resume()
         print(f"[train] {c.name}: stage {c.stage}, model {c.model}, {len(self.images)} images, "
@@ -316,6 +317,9 @@ class Trainer:
                     self.export(metrics)
                 if c.max_minutes and self.elapsed > c.max_minutes * 60:
                     bar.write(f"[train] wall-time budget of {c.max_minutes} min reached at step {self.step}")
+                    self.save_checkpoint()
+                    break
+                if until is not None and self.step >= until:
                     self.save_checkpoint()
                     break
         finally:

@@ -1,0 +1,76 @@
+import pytest
+import torch
+
+from lmfusion.config import PRESETS, ConfigError, ModelConfig, preset
+from lmfusion.networks import LMF, STRATEGIES, LMFusionNet, fuse_detail
+
+
+@pytest.mark.parametrize("name", ["paper", "tiny"])
+def test_shapes_through_the_whole_model(name):
+    m = LMFusionNet(preset(name)).eval()
+    v, i = torch.rand(2, 1, 32, 48), torch.rand(2, 1, 32, 48)
+    with torch.no_grad():
+        assert m(v, i).shape == (2, 1, 32, 48)
+        assert m.clear(v).shape == (2, 1, 32, 48)
+        z = m.encoder(v)
+    assert z.shape == (2, preset(name).autoencoder.latent_channels, 32, 48)
+    assert (z >= 0).all()  # ReLU latent, as the reference
+
+
+def test_paper_lmf_has_three_distinct_residual_blocks():
+    lmf = LMF(PRESETS["paper"].lmf)
+    assert len(lmf.blocks) == 3
+    ptrs = {b.c1.weight.data_ptr() for b in lmf.blocks}
+    assert len(ptrs) == 3  # the reference called block 2 twice; ours are distinct
+
+
+def test_affine_head_starts_as_identity_mapping():
+    lmf = LMF(PRESETS["tiny"].lmf).eval()
+    z = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(lmf(z), z)
+
+
+def test_scaled_trunk_rejects_odd_sizes_with_a_clear_message():
+    lmf = LMF(PRESETS["tiny"].lmf)
+    with pytest.raises(ValueError, match="divisible by 2"):
+        lmf(torch.rand(1, 3, 15, 16))
+
+
+@pytest.mark.parametrize("name", list(STRATEGIES))
+def test_every_strategy_of_identical_inputs_returns_that_input(name):
+    a = torch.rand(1, 3, 16, 20) + 0.1
+    assert torch.allclose(STRATEGIES[name](a, a.clone()), a, atol=1e-5)
+
+
+def test_average_strategy_is_the_mean():
+    a, b = torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8)
+    assert torch.allclose(STRATEGIES["average"](a, b), (a + b) / 2)
+
+
+def test_detail_strategy_keeps_an_edge_present_in_only_one_input():
+    a = torch.zeros(1, 3, 32, 32)
+    a[..., 16:] = 1.0                   # a step edge in a
+    b = torch.full_like(a, 0.5)         # flat b
+    avg = STRATEGIES["average"](a, b)
+    det = fuse_detail(a, b)
+    step = lambda x: (x[..., 16].mean() - x[..., 15].mean()).item()  # contrast across the edge
+    assert step(avg) == pytest.approx(0.5)
+    assert step(det) > 0.9
+
+
+def test_channel_attention_weights_the_stronger_channel():
+    a, b = torch.full((1, 3, 4, 4), 3.0), torch.full((1, 3, 4, 4), 1.0)
+    out = STRATEGIES["channel_avg"](a, b)
+    assert torch.allclose(out, torch.full_like(a, 0.75 * 3 + 0.25 * 1))
+
+
+def test_config_round_trip_and_unknown_key():
+    cfg = PRESETS["default"]
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg
+    bad = cfg.to_dict()
+    bad["lmf"]["widht"] = 3
+    with pytest.raises(ConfigError, match="lmf.widht: unknown key"):
+        ModelConfig.from_dict(bad)
+    with pytest.raises(ConfigError, match="unknown"):
+        preset("huge")
