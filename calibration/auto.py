@@ -1,0 +1,278 @@
+"""Automatic VIS->IR registration from an ordinary scene pair, with no target.
+
+The chosen method ("grad-ecc", the default of `estimate(..., method="auto")`):
+1. Bring VIS into IR geometry with an initial guess (default: stretch the VIS frame onto the
+   IR frame, which is how side-by-side cameras with matched fields of view line up; or the
+   current calibration when refining online). What is left is a small residual geometry.
+2. Work on gradient magnitudes, not intensities: LWIR and VIS intensities are unrelated and
+   often inverted, but both show the same outlines, and a gradient magnitude does not change
+   when the contrast inverts.
+3. Coarse global search on a small pyramid level (long side ~96 px): a grid of rotations and
+   scales around the guess, each with the best translation from normalised cross-correlation
+   (cv2.matchTemplate). ECC only converges from within a few px, and the residual can be
+   8 % of the frame (tens of px) and 5 degrees.
+4. ECC (cv2.findTransformECC, which is invariant to gain and offset between the two gradient
+   maps) from the best few candidates: affine on the coarsest level, keep the best correlation,
+   then a homography refined coarse to fine up to full IR resolution.
+
+Alternatives kept for measurement (`AutoConfig.strategy`, run them all with
+`python bench/bench_registration.py --strategies ...`):
+- "ecc-local": step 4 only, from the initial guess (no global search).
+- "features": SIFT keypoints on the gradient-magnitude images + ratio test + MAGSAC homography.
+- "features-ecc": "features" as the initial guess for the fine ECC levels.
+Why grad-ecc won is recorded with the numbers in docs/calibration.md: on real cross-modal
+pairs, SIFT descriptors of VIS and LWIR rarely agree (few correct matches, many failures),
+and local ECC fails whenever the residual exceeds its few-px basin; the global search plus
+gradient ECC is the only one that met the accuracy target.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .geometry import Calibration, CalibrationError, apply, today
+from .score import alignment_score, gradient_magnitude
+from .target import to_gray
+
+STRATEGIES = ("grad-ecc", "ecc-local", "features", "features-ecc")
+
+
+@dataclass
+class AutoConfig:
+    """Settings of the automatic registration (defaults are the benchmarked ones)."""
+
+    strategy: str = "grad-ecc"        # one of STRATEGIES
+    model: str = "homography"         # "homography" or "affine" (final ECC motion model)
+    max_rotation_deg: float = 6.0     # coarse search half-range, degrees
+    rotation_step_deg: float = 2.0    # coarse search step, degrees
+    max_scale_change: float = 0.12    # coarse search half-range, relative (0.12 = +-12 %)
+    scale_step: float = 0.04          # coarse search step, relative
+    max_shift_frac: float = 0.12      # coarse search translation half-range, fraction of IR size
+    coarse_long_side: int = 96        # px, long side of the coarsest pyramid level
+    candidates: int = 3               # coarse candidates refined by ECC on the coarsest level
+    sigma_px: float = 1.0             # gradient smoothing at every level, px of that level
+    ecc_iters: int = 60               # ECC iterations per level (max)
+    ecc_eps: float = 1e-5             # ECC stop when the correlation gains less than this
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise CalibrationError(f"auto: strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        if self.model not in ("homography", "affine"):
+            raise CalibrationError(f"auto: model must be 'homography' or 'affine', got {self.model!r}")
+
+
+def stretch(vis_size, ir_size) -> np.ndarray:
+    """3x3 ir_from_vis that maps the VIS frame onto the IR frame (pixel centres kept)."""
+    sx, sy = ir_size[0] / vis_size[0], ir_size[1] / vis_size[1]
+    return np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1.0]])
+
+
+def _level_scale(size, level_size) -> np.ndarray:
+    """3x3 map from full-resolution px coords to the px coords of a resized level."""
+    sx, sy = level_size[0] / size[0], level_size[1] / size[1]
+    return np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1.0]])
+
+
+def _pyramid_sizes(size, coarse_long_side: int) -> list[tuple[int, int]]:
+    """Level sizes, full resolution first, halving until the long side is <= coarse_long_side."""
+    sizes = [tuple(size)]
+    while max(sizes[-1]) > coarse_long_side * 1.5 and min(sizes[-1]) > 32:
+        w, h = sizes[-1]
+        sizes.append(((w + 1) // 2, (h + 1) // 2))
+    return sizes
+
+
+def _rescale(w: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Move a warp from level-a coords to level-b coords (a, b: full-res -> level maps)."""
+    m = b @ np.linalg.inv(a)
+    out = m @ w @ np.linalg.inv(m)
+    return out / out[2, 2]
+
+
+def _ecc(template: np.ndarray, image: np.ndarray, warp: np.ndarray, motion: int, iters: int,
+         eps: float, mask: np.ndarray | None = None) -> tuple[float, np.ndarray] | None:
+    """One cv2.findTransformECC run; warp (3x3, template coords -> image coords) or None.
+
+    mask: uint8 HxW of `image`, nonzero where it holds data. ECC's own pre-blur is off
+    (size 1): the edge maps are smoothed already, and blurring here would smear no-data zeros
+    into valid pixels and bias the result by a pixel or more.
+    """
+    w = warp.astype(np.float32)
+    if motion != cv2.MOTION_HOMOGRAPHY:
+        w = w[:2].copy()
+    try:
+        rho, w = cv2.findTransformECC(template, image, w, motion,
+                                      (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, iters, eps),
+                                      mask, 1)
+    except cv2.error:
+        return None  # ECC raises when it diverges or the images lose overlap
+    w = w.astype(np.float64)
+    if w.shape[0] == 2:
+        w = np.vstack([w, [0.0, 0.0, 1.0]])
+    if not np.all(np.isfinite(w)) or abs(np.linalg.det(w)) < 1e-9:
+        return None
+    return float(rho), w / w[2, 2]
+
+
+def valid_mask(gray: np.ndarray) -> np.ndarray:
+    """HxW bool: False on zero-valued "no data" regions that touch the frame edge.
+
+    A frame that was already warped or rectified has such fill; its edge against the picture
+    is a strong false gradient that drags the alignment by pixels, so it is masked. Dark
+    pixels inside the picture (not connected to the border) stay valid.
+    """
+    zero = (gray == 0).astype(np.uint8)
+    if not zero.any():
+        return np.ones(gray.shape, bool)
+    n, labels = cv2.connectedComponents(zero, connectivity=4)
+    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    border = border[border > 0]
+    return ~np.isin(labels, border)
+
+
+def _coarse_search(vis_e: np.ndarray, ir_e: np.ndarray, cfg: AutoConfig) -> list[tuple[float, np.ndarray]]:
+    """Grid over rotation x scale about the centre, best translation for each by NCC.
+
+    vis_e, ir_e: same-size float32 edge maps of one (coarse) level. Returns (score, warp)
+    sorted best first; warp is 3x3 ir->vis coords (the ECC convention).
+    """
+    h, w = ir_e.shape
+    mx, my = int(round(cfg.max_shift_frac * w)), int(round(cfg.max_shift_frac * h))
+    templ = ir_e[my:h - my, mx:w - mx]
+    c = np.array([(w - 1) / 2, (h - 1) / 2])
+    n_rot = int(round(cfg.max_rotation_deg / cfg.rotation_step_deg))
+    n_sc = int(round(cfg.max_scale_change / cfg.scale_step))
+    out = []
+    for i in range(-n_rot, n_rot + 1):
+        a = math.radians(i * cfg.rotation_step_deg)
+        for j in range(-n_sc, n_sc + 1):
+            s = 1.0 + j * cfg.scale_step
+            # w0 maps IR coords to VIS coords: rotate/scale about the centre.
+            r = s * np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+            w0 = np.eye(3)
+            w0[:2, :2] = r
+            w0[:2, 2] = c - r @ c
+            warped = cv2.warpPerspective(vis_e, w0, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+            res = cv2.matchTemplate(warped, templ, cv2.TM_CCOEFF_NORMED)
+            _, score, _, loc = cv2.minMaxLoc(res)
+            d = np.array([loc[0] - mx, loc[1] - my], dtype=np.float64)
+            t = np.eye(3)
+            t[:2, 2] = d
+            out.append((float(score), w0 @ t))
+    out.sort(key=lambda p: -p[0])
+    return out
+
+
+def _features(vis_e: np.ndarray, ir_e: np.ndarray) -> np.ndarray | None:
+    """SIFT on 8-bit edge maps; returns 3x3 ir->vis warp (ECC convention) or None."""
+    def u8(e):
+        return cv2.normalize(np.sqrt(e), None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    sift = cv2.SIFT_create(nfeatures=2000)
+    kv, dv = sift.detectAndCompute(u8(vis_e), None)
+    ki, di = sift.detectAndCompute(u8(ir_e), None)
+    if dv is None or di is None or len(kv) < 8 or len(ki) < 8:
+        return None
+    matches = cv2.BFMatcher(cv2.NORM_L2).knnMatch(di, dv, k=2)
+    good = [m[0] for m in matches if len(m) == 2 and m[0].distance < 0.8 * m[1].distance]
+    if len(good) < 8:
+        return None
+    src = np.float32([ki[m.queryIdx].pt for m in good])
+    dst = np.float32([kv[m.trainIdx].pt for m in good])
+    w, mask = cv2.findHomography(src, dst, cv2.USAC_MAGSAC, 3.0, maxIters=5000, confidence=0.999)
+    if w is None or mask is None or mask.sum() < 8:
+        return None
+    return w / w[2, 2]
+
+
+def estimate_auto(vis: np.ndarray, ir: np.ndarray, init: np.ndarray | None = None,
+                  config: AutoConfig | None = None) -> Calibration:
+    """Estimate ir_from_vis from one ordinary VIS/IR scene pair.
+
+    vis: HxWx3 BGR or HxW uint8 (any size); ir: HxW uint8 (any size). init: optional 3x3
+    ir_from_vis guess (default: stretch VIS frame onto IR frame). The residual around the guess
+    may be up to ~8 % translation, ~5 deg rotation, ~10 % scale with the default search.
+    Returns a Calibration with method "auto-<strategy>"; rms_px is NaN (an area-based fit has
+    no point residuals; the gradient-correlation score is appended to `method`).
+    Raises CalibrationError when no alignment is found.
+    """
+    cfg = config or AutoConfig()
+    vg, ig = to_gray(vis), to_gray(ir)
+    vis_size, ir_size = (vg.shape[1], vg.shape[0]), (ig.shape[1], ig.shape[0])
+    init = stretch(vis_size, ir_size) if init is None else np.asarray(init, np.float64)
+    # VIS in IR geometry under the guess; area-averaged when shrinking so fine texture does
+    # not alias into false edges.
+    calib0 = Calibration(init, vis_size, ir_size)
+    vis0 = calib0.warp(vg).astype(np.float32)
+    irf = ig.astype(np.float32)
+    # Where each image holds data, in IR geometry: VIS no-data fill, and IR pixels the VIS
+    # frame does not reach under the guess.
+    vis_ok = cv2.warpPerspective(valid_mask(vg).astype(np.uint8), init, ir_size, flags=cv2.INTER_NEAREST)
+    ir_ok = valid_mask(ig).astype(np.uint8)
+
+    sizes = _pyramid_sizes(ir_size, cfg.coarse_long_side)
+    scales = [_level_scale(ir_size, s) for s in sizes]
+    levels = []  # per level: (VIS edges, IR edges, VIS valid mask uint8)
+    for s in sizes:
+        same = s == ir_size
+        v = vis0 if same else cv2.resize(vis0, s, interpolation=cv2.INTER_AREA)
+        r = irf if same else cv2.resize(irf, s, interpolation=cv2.INTER_AREA)
+        # Drop a margin of 2 sigma + 2 px inside each no-data edge: the smoothed step lives there.
+        k = 2 * int(math.ceil(2 * cfg.sigma_px + 2)) + 1
+        kernel = np.ones((k, k), np.uint8)
+        vm = cv2.erode(vis_ok if same else cv2.resize(vis_ok, s, interpolation=cv2.INTER_NEAREST), kernel)
+        im = cv2.erode(ir_ok if same else cv2.resize(ir_ok, s, interpolation=cv2.INTER_NEAREST), kernel)
+        ve = gradient_magnitude(v, cfg.sigma_px) * vm
+        re_ = gradient_magnitude(r, cfg.sigma_px) * im
+        levels.append((ve, re_, vm))
+    top = len(sizes) - 1
+    final_motion = cv2.MOTION_HOMOGRAPHY if cfg.model == "homography" else cv2.MOTION_AFFINE
+
+    warp = None  # 3x3 at full resolution, IR coords -> vis0 coords
+    start_level = top
+    if cfg.strategy in ("features", "features-ecc"):
+        warp = _features(levels[0][0], levels[0][1])
+        if warp is None:
+            raise CalibrationError("auto: features: too few consistent SIFT matches between VIS and IR")
+        start_level = 0
+    elif cfg.strategy == "grad-ecc":
+        ve, re_, vm = levels[top]
+        cands = _coarse_search(ve, re_, cfg)[: cfg.candidates]
+        best = None
+        for _, w in cands:
+            res = _ecc(re_, ve, w, cv2.MOTION_AFFINE, cfg.ecc_iters, 1e-4, vm)
+            if res is not None and (best is None or res[0] > best[0]):
+                best = res
+        if best is None:
+            raise CalibrationError("auto: no coarse candidate converged (images share too little structure)")
+        warp = _rescale(best[1], scales[top], scales[0])
+        start_level = max(top - 1, 0)
+    else:  # ecc-local
+        warp = np.eye(3)
+
+    if cfg.strategy != "features":
+        for lv in range(start_level, -1, -1):
+            ve, re_, vm = levels[lv]
+            w_lv = _rescale(warp, scales[0], scales[lv])
+            motion = cv2.MOTION_AFFINE if (lv == top and cfg.strategy == "ecc-local") else final_motion
+            res = _ecc(re_, ve, w_lv, motion, cfg.ecc_iters, cfg.ecc_eps, vm)
+            if res is None:
+                if lv == 0 and cfg.strategy == "ecc-local":
+                    raise CalibrationError("auto: ECC did not converge")
+                continue
+            warp = _rescale(res[1], scales[lv], scales[0])
+
+    residual = np.linalg.inv(warp)  # vis0 coords -> IR coords
+    ir_from_vis = residual @ init
+    ir_from_vis /= ir_from_vis[2, 2]
+    if cfg.model == "affine":
+        ir_from_vis[2, :2] = 0.0
+    score = alignment_score(ir_from_vis, vg, ig)
+    return Calibration(ir_from_vis=ir_from_vis, vis_size=vis_size, ir_size=ir_size, model=cfg.model,
+                       rms_px=float("nan"), method=f"auto-{cfg.strategy} score={score:.3f}",
+                       date=today())
+
+
+__all__ = ["AutoConfig", "STRATEGIES", "estimate_auto", "stretch", "apply"]
