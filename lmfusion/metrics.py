@@ -265,13 +265,18 @@ _QL = 1.0
 def _sobel(f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Edge strength g and orientation alpha = atan(s_y / s_x) (pi/2 where s_x = 0) of 3x3 Sobel.
 
+    s_x, s_y follow the sign convention of the widely used MATLAB code (``conv2`` with
+    [-1 0 1; -2 0 2; -1 0 1] and [1 2 1; 0 0 0; -1 -2 -1]), i.e. s_x = -dF/dx, s_y = +dF/dy in
+    OpenCV's terms. The sign only matters next to pixels with s_x = 0, whose pi/2 would
+    otherwise sit at the opposite end of the atan range from their neighbours.
     Mirrored borders (not MATLAB conv2's zeros) so a flat image has no edges along its frame.
     """
-    sx = cv2.Sobel(f, cv2.CV_64F, 1, 0, ksize=3, borderType=cv2.BORDER_REFLECT_101)
+    sx = -cv2.Sobel(f, cv2.CV_64F, 1, 0, ksize=3, borderType=cv2.BORDER_REFLECT_101)
     sy = cv2.Sobel(f, cv2.CV_64F, 0, 1, ksize=3, borderType=cv2.BORDER_REFLECT_101)
     g = np.hypot(sx, sy)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        alpha = np.where(sx == 0, np.pi / 2, np.arctan(sy / np.where(sx == 0, 1.0, sx)))
+    flat_x = sx == 0
+    alpha = np.arctan(sy / np.where(flat_x, 1.0, sx))
+    alpha[flat_x] = np.pi / 2
     return g, alpha
 
 
@@ -383,7 +388,8 @@ def fusion_metrics(vis: np.ndarray, ir: np.ndarray, fused: np.ndarray) -> dict[s
     Returns ``{"EN", "SD", "SF", "AG"}`` of the fused image, ``"MI"`` = MI(V,F) + MI(I,F),
     ``"VIF"`` = VIFp(V,F) + VIFp(I,F), ``"Qabf"``, and ``"SSIM"`` = (SSIM(F,V) + SSIM(F,I)) / 2:
     the mean, so it stays on SSIM's -1..1 scale (some papers report the sum; halve theirs to
-    compare). Images must be at least 41x41 (VIF's four scales).
+    compare). Images must be at least 41x41 (VIF's four scales). "VIF" is NaN when either
+    source is constant and "Qabf" when both are (nothing to keep: undefined, not 0).
     """
     v, i, f = _same_size(vis=vis, ir=ir, fused=fused)
     return {

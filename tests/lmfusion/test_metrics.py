@@ -158,6 +158,51 @@ def test_qabf_drops_when_fused_is_blurred_or_flat():
     assert M.qabf(a, b, np.full_like(f, 100.0)) < 0.01
 
 
+def _qabf_reference(a, b, f):
+    """Per-pixel loop port of the widely used Qabf MATLAB code (VIFB's metricsQabf), with two
+    documented differences: mirrored borders instead of zeros, and G = 1 at equal strengths."""
+    from scipy.signal import convolve2d
+
+    h1 = np.array([[1, 2, 1], [0, 0, 0], [-1, -2, -1]], float)   # y response
+    h3 = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], float)   # x response
+
+    def sobel(img):
+        p = np.pad(img.astype(float), 1, mode="reflect")
+        sx, sy = convolve2d(p, h3, mode="valid"), convolve2d(p, h1, mode="valid")
+        g = np.sqrt(sx ** 2 + sy ** 2)
+        al = np.empty_like(g)
+        for i, j in np.ndindex(g.shape):
+            al[i, j] = math.pi / 2 if sx[i, j] == 0 else math.atan(sy[i, j] / sx[i, j])
+        return g, al
+
+    def q(gx, ax, gf, af):
+        out = np.empty_like(gx)
+        for i, j in np.ndindex(gx.shape):
+            if gx[i, j] > gf[i, j]:
+                rel = gf[i, j] / gx[i, j]
+            elif gx[i, j] == gf[i, j]:
+                rel = 1.0 if gx[i, j] > 0 else 0.0
+            else:
+                rel = gx[i, j] / gf[i, j]
+            ra = 1 - abs(ax[i, j] - af[i, j]) / (math.pi / 2)
+            out[i, j] = 0.9994 / (1 + math.exp(-15 * (rel - 0.5))) * 0.9879 / (1 + math.exp(-22 * (ra - 0.8)))
+        return out
+
+    (ga, aa), (gb, ab), (gf, af) = sobel(a), sobel(b), sobel(f)
+    return (q(ga, aa, gf, af) * ga + q(gb, ab, gf, af) * gb).sum() / (ga + gb).sum()
+
+
+def test_qabf_matches_loop_port_of_reference_code():
+    pytest.importorskip("scipy.signal", reason="scipy not installed (optional cross-check)")
+    a, b = textured(24, 30, seed=20, blur=1.0), textured(24, 30, seed=21, blur=2.0)
+    # Fused images with weaker, stronger, and differently oriented edges than the sources.
+    # Integer-valued, so both Sobel implementations are exact: at s_x ~ 0 the orientation jumps
+    # between +pi/2 and -pi/2 with the sign of a rounding error (a property of the definition).
+    for fused in (np.rint(0.6 * a + 0.4 * b), 2.0 * a, textured(24, 30, seed=22),
+                  cv2.GaussianBlur(b, (0, 0), 1.0)):
+        assert M.qabf(a, b, fused) == pytest.approx(_qabf_reference(a, b, fused), rel=1e-9)
+
+
 # --------------------------------------------------------------------------- VIF
 
 def test_vif_identity_is_one_and_blur_lowers_it():
