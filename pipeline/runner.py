@@ -1,0 +1,319 @@
+"""The runner: starts the graph's nodes, watches them, stops them, and reports.
+
+One shutdown path. SIGINT, SIGTERM, --duration and --max-frames all do the same thing: the
+sources are told to stop, they send end-of-stream, every stage forwards it, the recorder
+finalises its files, every node exits 0, and the run exits 0. If end-of-stream has not drained
+within `pipeline.shutdown_timeout_s`, the remaining nodes are stopped (sinks still finalise in
+stop()) and then killed; a run that needed killing exits non-zero saying so.
+
+A failed node (exception in start()/process(), or a process that died) stops the run at once:
+every other node is stopped, nothing is left running, and the run exits 1 with a one-line
+reason naming the node. Worker processes also die with the runner (PR_SET_PDEATHSIG), so even
+a SIGKILLed runner leaves no orphans.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, TextIO
+
+import zmq
+
+from pipeline.graph import LATENCY_NODE, NodeSpec
+from pipeline.telemetry import NodeView, status_line, summary_table
+
+log = logging.getLogger("pipeline.runner")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+KILL_GRACE_S = 3.0      # after the drain deadline: how long stop()/finalise may take before SIGKILL
+
+
+@dataclass
+class RunResult:
+    exit_code: int
+    reason: str                       # one line; "" on success
+    views: dict[str, NodeView]
+    elapsed_s: float
+    summary: str = ""
+    pids: list[int] = field(default_factory=list)   # worker process ids (process mode)
+
+    def stage(self, name: str) -> dict:
+        """The last stats message of a node ({} if it never reported)."""
+        v = self.views.get(name)
+        return v.last if v else {}
+
+
+class _Node:
+    """One running node: a process or a thread, with a uniform stop/kill/poll surface."""
+
+    def __init__(self, spec: dict, mode: str, ctx: zmq.Context):
+        self.name = spec["name"]
+        self.spec = spec
+        self.mode = mode
+        self.exit_code: int | None = None
+        self.stop_sent = False
+        self.ready = False
+        self.done_msg = False
+        if mode == "process":
+            env = dict(os.environ)
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+            env.setdefault("OMP_NUM_THREADS", "1")   # stages share the CPU; one BLAS thread each
+            self.proc = subprocess.Popen([sys.executable, "-m", "pipeline.worker"], stdin=subprocess.PIPE,
+                                         cwd=str(REPO_ROOT), env=env, start_new_session=True)
+            self.proc.stdin.write(json.dumps(spec).encode())
+            self.proc.stdin.close()
+            self.pid = self.proc.pid
+        else:
+            from pipeline.worker import run_node
+            self.stop_evt, self.go_evt = threading.Event(), threading.Event()
+            self._rc: list[int] = []
+
+            def body() -> None:
+                try:
+                    self._rc.append(run_node(spec, ctx, self.stop_evt, self.go_evt))
+                except BaseException:
+                    self._rc.append(1)
+                    raise
+            self.thread = threading.Thread(target=body, name=f"node-{self.name}", daemon=True)
+            self.thread.start()
+            self.pid = os.getpid()
+
+    def poll(self) -> int | None:
+        if self.exit_code is None:
+            if self.mode == "process":
+                self.exit_code = self.proc.poll()
+            elif not self.thread.is_alive():
+                self.exit_code = self._rc[0] if self._rc else 1
+        return self.exit_code
+
+    def go(self) -> None:
+        if self.mode == "process":
+            if self.poll() is None:
+                self.proc.send_signal(signal.SIGUSR1)
+        else:
+            self.go_evt.set()
+
+    def stop(self) -> None:
+        self.stop_sent = True
+        if self.mode == "process":
+            if self.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+        else:
+            self.stop_evt.set()
+
+    def kill(self) -> None:
+        if self.mode == "process" and self.poll() is None:
+            self.proc.kill()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+            self.poll()
+        # A thread cannot be killed; its loop checks stop_evt every READ_SLICE_S.
+
+
+class Runner:
+    """Runs a list of node specs (see pipeline.graph.build_specs) to completion."""
+
+    def __init__(self, specs: list[NodeSpec], *, mode: str = "process", duration_s: float = 0.0,
+                 status_interval_s: float = 1.0, startup_timeout_s: float = 60.0,
+                 shutdown_timeout_s: float = 10.0, stream: str = "site0", log_level: str = "info",
+                 status_out: TextIO | None = sys.stderr, handle_signals: bool = True,
+                 on_event: Callable[[dict], None] | None = None):
+        self.specs = specs
+        self.mode = mode
+        self.duration_s = duration_s
+        self.status_interval_s = status_interval_s
+        self.startup_timeout_s = startup_timeout_s
+        self.shutdown_timeout_s = shutdown_timeout_s
+        self.stream = stream
+        self.log_level = log_level
+        self.status_out = status_out
+        self.handle_signals = handle_signals
+        self.on_event = on_event
+        self._signal: str | None = None
+        self.views = {s.name: NodeView(s.name) for s in specs}
+
+    # -- signals --------------------------------------------------------------------------------
+    def request_stop(self, why: str = "stop requested") -> None:
+        """Ask for the graceful shutdown (what SIGINT/SIGTERM do); safe from any thread."""
+        if self._signal is None:
+            self._signal = why
+
+    def _install_signals(self) -> dict:
+        if not self.handle_signals or threading.current_thread() is not threading.main_thread():
+            return {}
+        old = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            old[sig] = signal.signal(sig, lambda s, _f: self.request_stop(signal.Signals(s).name))
+        return old
+
+    # -- the run --------------------------------------------------------------------------------
+    def run(self) -> RunResult:
+        ctx = zmq.Context()
+        old_handlers = self._install_signals()
+        control = ctx.socket(zmq.PULL)
+        control.setsockopt(zmq.LINGER, 0)
+        if self.mode == "process":
+            import tempfile
+            ctrl_dir = tempfile.mkdtemp(prefix="smokefusion-ctl-")
+            ctrl_ep = f"ipc://{ctrl_dir}/control.sock"
+        else:
+            ctrl_ep = f"inproc://control-{id(self):x}"
+        control.bind(ctrl_ep)
+        nodes: dict[str, _Node] = {}
+        t0 = time.monotonic()
+        reason, code = "", 0
+        try:
+            for s in self.specs:
+                d = s.to_dict()
+                d.update(control=f"push+connect:{ctrl_ep}", runner_pid=os.getpid(), stream=self.stream,
+                         status_interval_s=min(self.status_interval_s, 1.0),
+                         drain_s=self.shutdown_timeout_s, log_level=self.log_level)
+                nodes[s.name] = _Node(d, self.mode, ctx)
+            code, reason, t0 = self._supervise(nodes, control)
+        finally:
+            # Whatever happened, nothing is left running.
+            for n in nodes.values():
+                if n.poll() is None:
+                    n.stop()
+            deadline = time.monotonic() + KILL_GRACE_S
+            while any(n.poll() is None for n in nodes.values()) and time.monotonic() < deadline:
+                self._drain_control(control, nodes, 0.05)
+            for n in nodes.values():
+                n.kill()
+            self._drain_control(control, nodes, 0.05)
+            control.close(0)
+            if self.mode == "process":
+                ctx.term()
+            for sig, h in old_handlers.items():
+                signal.signal(sig, h)
+        elapsed = time.monotonic() - t0
+        result = RunResult(exit_code=code, reason=reason, views=self.views, elapsed_s=elapsed,
+                           pids=[n.pid for n in nodes.values()] if self.mode == "process" else [])
+        result.summary = summary_table(self.views, LATENCY_NODE, elapsed)
+        return result
+
+    def _drain_control(self, control: zmq.Socket, nodes: dict[str, _Node], timeout_s: float) -> list[dict]:
+        msgs = []
+        if control.poll(int(timeout_s * 1000)):
+            while True:
+                try:
+                    raw = control.recv_string(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                try:
+                    msg = json.loads(raw)
+                except json.JSONDecodeError:
+                    log.warning("runner: unreadable control message ignored")
+                    continue
+                name = msg.get("node")
+                if name in self.views and msg.get("type") == "stats":
+                    self.views[name].update(msg)
+                if name in nodes:
+                    if msg.get("type") == "ready":
+                        nodes[name].ready = True
+                    if msg.get("type") == "done":
+                        nodes[name].done_msg = True
+                if self.on_event is not None:
+                    self.on_event(msg)
+                msgs.append(msg)
+        return msgs
+
+    def _print_status(self, elapsed: float, final: bool = False) -> None:
+        if self.status_out is None:
+            return
+        for v in self.views.values():
+            v.refresh_fps()
+        line = status_line(elapsed, self.views, LATENCY_NODE)
+        tty = hasattr(self.status_out, "isatty") and self.status_out.isatty()
+        self.status_out.write(("\r" + line + "\x1b[K" if tty else line + "\n") + ("\n" if final and tty else ""))
+        self.status_out.flush()
+
+    def _supervise(self, nodes: dict[str, _Node], control: zmq.Socket) -> tuple[int, str, float]:
+        sources = [n for n in nodes.values() if n.spec["role"] == "source"]
+        failure: str | None = None
+
+        def check_failures(msgs: list[dict]) -> str | None:
+            for m in msgs:
+                if m.get("type") == "error":
+                    return f"stage {m['node']} failed: {m.get('reason', 'unknown error')}"
+            for n in nodes.values():
+                rc = n.poll()
+                if rc not in (None, 0):
+                    # Give its error message a moment to arrive; it says more than an exit code.
+                    for m in self._drain_control(control, nodes, 0.3):
+                        if m.get("type") == "error" and m.get("node") == n.name:
+                            return f"stage {n.name} failed: {m.get('reason')}"
+                    how = f"killed by signal {-rc}" if rc < 0 else f"exit status {rc}"
+                    return f"stage {n.name} failed: process ended ({how})"
+            return None
+
+        # 1. every node up and ready (sources not yet reading)
+        deadline = time.monotonic() + self.startup_timeout_s
+        while not all(n.ready for n in nodes.values()):
+            failure = check_failures(self._drain_control(control, nodes, 0.1))
+            if failure:
+                return 1, failure, time.monotonic()
+            if self._signal:
+                return 0, "", time.monotonic()
+            if time.monotonic() > deadline:
+                late = [n.name for n in nodes.values() if not n.ready]
+                return 1, f"startup timed out after {self.startup_timeout_s:.0f}s waiting for {', '.join(late)}", time.monotonic()
+        # 2. go
+        t0 = time.monotonic()
+        for n in sources:
+            n.go()
+        last_status = t0
+        stopping_since: float | None = None
+        forced: list[str] = []
+        while True:
+            msgs = self._drain_control(control, nodes, 0.1)
+            now = time.monotonic()
+            failure = check_failures(msgs)
+            if failure:
+                return 1, failure, t0
+            if stopping_since is None:
+                why = self._signal
+                if self.duration_s and now - t0 >= self.duration_s:
+                    why = f"duration {self.duration_s:g}s reached"
+                if any(m.get("type") == "limit" for m in msgs):
+                    why = "max frames reached"
+                if why:
+                    log.info("stopping: %s", why)
+                    stopping_since = now
+                    for n in sources:
+                        n.stop()
+                    if not sources:    # --only without sources: drain our own nodes
+                        for n in nodes.values():
+                            n.stop()
+            if all(n.poll() is not None for n in nodes.values()):
+                # Every node ended by itself or drained; collect their last words.
+                self._drain_control(control, nodes, 0.2)
+                failure = check_failures([])
+                if failure:
+                    return 1, failure, t0
+                if forced:
+                    return 1, f"shutdown timed out: {', '.join(forced)} did not drain within " \
+                              f"{self.shutdown_timeout_s:g}s and were stopped", t0
+                self._print_status(now - t0, final=True)
+                return 0, "", t0
+            if stopping_since is not None and now - stopping_since > self.shutdown_timeout_s and not forced:
+                forced = [n.name for n in nodes.values() if n.poll() is None]
+                for n in nodes.values():
+                    if n.poll() is None:
+                        n.stop()
+            if stopping_since is not None and now - stopping_since > 2 * self.shutdown_timeout_s + KILL_GRACE_S:
+                for n in nodes.values():
+                    n.kill()
+            if now - last_status >= self.status_interval_s:
+                last_status = now
+                self._print_status(now - t0)

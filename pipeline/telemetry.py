@@ -1,0 +1,136 @@
+"""Telemetry: per-stage counters sent to the runner, the live status line, the exit summary.
+
+Each worker sends small JSON messages on the control channel (never packets):
+    {"node": str, "type": "ready"|"stats"|"limit"|"error"|"done", ...}
+A "stats" message carries cumulative counters plus the capture->output latency samples (ms)
+taken since the previous message. Telemetry failures only warn; they never stop a stage.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+LATENCY_KEEP = 100_000  # latency samples kept for the summary percentiles (per node)
+
+
+@dataclass
+class NodeStats:
+    """Worker-side counters of one node."""
+    name: str
+    packets_in: int = 0
+    packets_out: int = 0
+    started: float = field(default_factory=time.monotonic)
+    _lat_pending: list[float] = field(default_factory=list)
+
+    first_out: float | None = None
+    last_out: float | None = None
+
+    def count_out(self, t_mono_capture: float) -> None:
+        self.packets_out += 1
+        self.last_out = time.monotonic()
+        if self.first_out is None:
+            self.first_out = self.last_out
+        self._lat_pending.append(round((time.monotonic() - t_mono_capture) * 1000.0, 2))
+
+    def message(self, extra: dict) -> dict:
+        lat, self._lat_pending = self._lat_pending[-2000:], []
+        return {"node": self.name, "type": "stats", "in": self.packets_in, "out": self.packets_out,
+                "uptime_s": round(time.monotonic() - self.started, 3), "lat_ms": lat,
+                "first_out": self.first_out, "last_out": self.last_out, **extra}
+
+
+@dataclass
+class NodeView:
+    """Runner-side view of one node, built from its stats messages."""
+    name: str
+    last: dict = field(default_factory=dict)
+    latencies: list[float] = field(default_factory=list)
+    _prev: tuple[float, int] | None = None   # (time, out count) at the previous status refresh
+    fps: float = 0.0
+    first_out_t: float | None = None
+    last_out_t: float | None = None
+
+    def update(self, msg: dict) -> None:
+        now = time.monotonic()
+        out = int(msg.get("out", 0))
+        if out and self.first_out_t is None:
+            self.first_out_t = now
+        if out != int(self.last.get("out", 0)):
+            self.last_out_t = now
+        self.last = msg
+        self.latencies.extend(msg.get("lat_ms", []))
+        if len(self.latencies) > LATENCY_KEEP:
+            del self.latencies[: len(self.latencies) - LATENCY_KEEP]
+
+    def refresh_fps(self) -> None:
+        now, out = time.monotonic(), int(self.last.get("out", 0))
+        if self._prev is not None and now > self._prev[0]:
+            self.fps = (out - self._prev[1]) / (now - self._prev[0])
+        self._prev = (now, out)
+
+    @property
+    def drops(self) -> int:
+        m = self.last
+        return int(m.get("drops_in", 0)) + int(m.get("drops_out", 0)) + int(m.get("drops_stage", 0))
+
+    def avg_fps(self) -> float:
+        """Mean output rate between this node's first and last output (its own clock)."""
+        m = self.last
+        out, first, last = int(m.get("out", 0)), m.get("first_out"), m.get("last_out")
+        if out < 2 or first is None or last is None or last <= first:
+            return 0.0
+        return (out - 1) / (last - first)
+
+
+def percentiles(samples: list[float]) -> tuple[float | None, float | None]:
+    if not samples:
+        return None, None
+    a = np.asarray(samples, dtype=np.float64)
+    return float(np.percentile(a, 50)), float(np.percentile(a, 99))
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{v:.0f}ms"
+
+
+def status_line(elapsed_s: float, views: dict[str, NodeView], latency_node: str) -> str:
+    """One line: fps per stage, latency p50/p99 capture->fused, drops, queue depth."""
+    parts = []
+    for name, v in views.items():
+        parts.append(f"{name} {v.fps:4.1f}fps")
+    lat = views.get(latency_node)
+    p50, p99 = percentiles(lat.latencies[-200:]) if lat else (None, None)
+    drops = sum(v.drops for v in views.values())
+    depth = sum(int(v.last.get("depth", 0)) for v in views.values())
+    parts.append(f"lat p50 {_ms(p50)} p99 {_ms(p99)}")
+    parts.append(f"drops {drops}")
+    parts.append(f"queued {depth}")
+    return f"[{elapsed_s:6.1f}s] " + " | ".join(parts)
+
+
+def summary_table(views: dict[str, NodeView], latency_node: str, elapsed_s: float) -> str:
+    """Multi-line table printed at exit."""
+    rows = [("stage", "in", "out", "fps", "drops", "corrupt", "notes")]
+    for name, v in views.items():
+        m = v.last
+        notes = []
+        st = m.get("stage") or {}
+        for key in ("fuser", "pairs", "unmatched_vis", "unmatched_ir", "skew_ms_mean_abs", "skew_ms_max_abs",
+                    "reconnects", "drops", "frames_written", "files"):
+            if key in st and st[key] not in (None, [], ""):
+                val = st[key]
+                if key == "files" and isinstance(val, list):
+                    val = ", ".join(map(str, val[:3])) + (" ..." if len(val) > 3 else "")
+                notes.append(f"{key}={val}")
+        rows.append((name, str(m.get("in", 0)), str(m.get("out", 0)), f"{v.avg_fps():.1f}",
+                     str(v.drops), str(m.get("corrupt", 0)), " ".join(notes)))
+    widths = [max(len(r[i]) for r in rows) for i in range(6)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r[:6], widths)) + "  " + r[6] for r in rows]
+    lat = views.get(latency_node)
+    p50, p99 = percentiles(lat.latencies) if lat else (None, None)
+    n = len(lat.latencies) if lat else 0
+    lines.append(f"latency capture->{latency_node} output: p50 {_ms(p50)} p99 {_ms(p99)} over {n} frames; "
+                 f"run time {elapsed_s:.1f}s")
+    return "\n".join(lines)

@@ -1,0 +1,319 @@
+"""The loop that runs one node of the graph: sockets around a stage, plus telemetry.
+
+A node is a source (read() -> send), a stage (receive -> process() -> send) or a sink
+(receive -> process()). The same `run_node` runs in a thread (tests, `pipeline.mode: thread`)
+or as the body of its own OS process:
+
+    python -m pipeline.worker < spec.json     (the runner does this; spec from pipeline.graph)
+
+Error policy: an exception in start()/read()/process()/stop() is fatal: the node reports a
+one-line reason on the control channel and exits with status 1. Telemetry failures only warn.
+
+Stop semantics (the one shutdown path):
+- `stop` set on a source: it sends end-of-stream downstream and exits 0.
+- `stop` set on a stage/sink: it keeps working until end-of-stream arrives from every upstream,
+  or until `drain_s` has passed, then stops its stage (sinks finalise in stop()) and exits 0.
+A stage/sink exits by itself after forwarding end-of-stream.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from typing import Any
+
+import zmq
+
+from pipeline.packet import Packet
+from pipeline.telemetry import NodeStats
+from pipeline.transport import Defaults, PacketReceiver, PacketSender, parse_endpoint
+
+log = logging.getLogger("pipeline.worker")
+
+READ_SLICE_S = 0.1   # longest single wait on a source or socket; stop flags are checked this often
+
+
+def one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
+class _Control:
+    """JSON messages to the runner. Never blocks: a full control queue loses a stats message."""
+
+    def __init__(self, ctx: zmq.Context, endpoint: str, node: str):
+        self.node = node
+        self.sock = ctx.socket(zmq.PUSH)
+        self.sock.setsockopt(zmq.LINGER, 2000)   # let the final done/error message out
+        self.sock.setsockopt(zmq.SNDHWM, 1000)
+        self.sock.connect(parse_endpoint(endpoint).address)
+
+    def send(self, kind: str, **fields: Any) -> None:
+        try:
+            self.sock.send_string(json.dumps({"node": self.node, "type": kind, **fields}, default=str), zmq.NOBLOCK)
+        except (zmq.ZMQError, TypeError, ValueError) as e:
+            log.warning("%s: telemetry message %r lost (%s)", self.node, kind, e)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _stage_stats(stage: Any) -> dict:
+    """The stage's stats() plus what sinks expose as attributes (files, frames_written)."""
+    st: dict = {}
+    try:
+        fn = getattr(stage, "stats", None)
+        if callable(fn):
+            st = dict(fn())
+        for attr in ("files", "frames_written"):
+            if attr not in st and hasattr(type(stage), attr):
+                value = getattr(stage, attr)
+                st[attr] = [str(v) for v in value] if isinstance(value, (list, tuple)) else value
+        json.dumps(st, default=str)
+    except Exception as e:  # telemetry only warns
+        log.warning("stats() failed: %s", one_line(e))
+        return {}
+    return st
+
+
+def run_node(spec: dict, ctx: zmq.Context, stop: threading.Event, go: threading.Event) -> int:
+    """Run one node until end-of-stream, stop, or failure. Returns the exit status (0 or 1)."""
+    from pipeline.graph import instantiate   # late: the graph imports stage modules
+
+    name, role = spec["name"], spec["role"]
+    control = _Control(ctx, spec["control"], name)
+    stats = NodeStats(name)
+    receivers: list[PacketReceiver] = []
+    senders: list[PacketSender] = []
+    stage = None
+    status = 0
+    started = False
+    try:
+        stage = instantiate(spec)
+        for i in spec["inputs"]:
+            receivers.append(PacketReceiver(ctx, parse_endpoint(i["endpoint"], True), i["policy"],
+                                            name=f"{name}<-{i.get('name', '')}", queue_len=i.get("queue_len", 2)))
+        for o in spec["outputs"]:
+            senders.append(PacketSender(ctx, parse_endpoint(o["endpoint"], True), block=o["block"],
+                                        name=f"{name}->{o.get('name', '')}"))
+        if role != "source":
+            stage.start()
+            started = True
+        control.send("ready")
+        if role == "source":
+            while not go.wait(READ_SLICE_S):
+                if stop.is_set():
+                    break
+            # Started only now so that every source's clock starts at the same go signal.
+            if not stop.is_set():
+                stage.start()
+                started = True
+        loop = _source_loop if role == "source" else _stage_loop
+        loop(spec, stage, receivers, senders, control, stats, stop)
+    except Exception as e:
+        status = 1
+        reason = one_line(e)
+        log.debug("%s failed:\n%s", name, traceback.format_exc())
+        control.send("error", reason=reason)
+    finally:
+        if stage is not None and started:
+            try:
+                stage.stop()
+            except Exception as e:
+                if status == 0:
+                    status = 1
+                    control.send("error", reason=f"stop(): {one_line(e)}")
+                else:
+                    log.warning("%s: stop() after failure also failed: %s", name, one_line(e))
+        control.send("stats", **stats.message(_stats_extra(stage, receivers, senders)))
+        control.send("done", status=status)
+        for r in receivers:
+            r.close()
+        for s in senders:
+            # A clean exit just queued end-of-stream: let it leave. A failed one must not wait.
+            s.close(Defaults.FLUSH_LINGER_MS if status == 0 else 0)
+        control.close()
+    return status
+
+
+def _counters(receivers: list[PacketReceiver], senders: list[PacketSender]) -> dict:
+    return {"drops_in": sum(r.dropped for r in receivers), "drops_out": sum(s.dropped for s in senders),
+            "corrupt": sum(r.corrupt for r in receivers), "depth": sum(r.depth for r in receivers)}
+
+
+def _stats_extra(stage, receivers, senders) -> dict:
+    extra = _counters(receivers, senders)
+    st = _stage_stats(stage) if stage is not None else {}
+    extra["stage"] = st
+    drops = st.get("drops", 0)
+    extra["drops_stage"] = int(drops) if isinstance(drops, (int, float)) else 0
+    return extra
+
+
+def _report(spec, stage, receivers, senders, control, stats, last: list[float]) -> None:
+    now = time.monotonic()
+    if now - last[0] < spec["status_interval_s"]:
+        return
+    last[0] = now
+    control.send("stats", **stats.message(_stats_extra(stage, receivers, senders)))
+
+
+def _send_all(senders: list[PacketSender], pkt: Packet, keep_trying) -> None:
+    for s in senders:
+        s.send(pkt, keep_trying)
+
+
+def _source_loop(spec, source, receivers, senders, control, stats, stop: threading.Event) -> None:
+    last = [0.0]
+    eos_deadline = [0.0]
+
+    def keep_trying() -> bool:
+        # Lossless sends wait for room until a stop is asked for; EOS gets until its deadline.
+        return (not stop.is_set()) or time.monotonic() < eos_deadline[0]
+
+    while True:
+        _report(spec, source, receivers, senders, control, stats, last)
+        if stop.is_set():
+            eos_deadline[0] = time.monotonic() + spec["drain_s"]
+            _send_all(senders, Packet.eos(spec["stream"], reason="stop"), keep_trying)
+            return
+        pkt = source.read(READ_SLICE_S)
+        if pkt is None:
+            continue
+        if pkt.is_eos:
+            eos_deadline[0] = time.monotonic() + spec["drain_s"]
+            _send_all(senders, pkt, lambda: time.monotonic() < eos_deadline[0])
+            return
+        _send_all(senders, pkt, keep_trying)
+        stats.count_out(pkt.t_mono)
+
+
+def _next_packet(receivers: list[PacketReceiver], rr: list[int]) -> Packet | None:
+    """Round-robin over inputs so one busy input cannot starve another."""
+    n = len(receivers)
+    for k in range(n):
+        r = receivers[(rr[0] + k) % n]
+        pkt = r.get(0 if k < n - 1 else READ_SLICE_S) if n > 1 else r.get(READ_SLICE_S)
+        if pkt is not None:
+            rr[0] = (rr[0] + k + 1) % n
+            return pkt
+    return None
+
+
+def _stage_loop(spec, stage, receivers, senders, control, stats, stop: threading.Event) -> None:
+    last = [0.0]
+    rr = [0]
+    eos_needed = max(1, int(spec["expected_eos"]))
+    eos_seen = 0
+    max_out = int(spec.get("max_outputs") or 0)
+    batch = max(1, int(spec.get("batch") or 1))
+    limit_hit = False
+    drain_deadline: float | None = None
+
+    def keep_trying() -> bool:
+        return drain_deadline is None or time.monotonic() < drain_deadline
+
+    def emit(outs) -> None:
+        nonlocal limit_hit
+        if outs is None:
+            return
+        for o in (outs if isinstance(outs, list) else [outs]):
+            if o.is_eos:
+                continue   # the loop forwards exactly one EOS itself
+            if limit_hit:
+                continue
+            _send_all(senders, o, keep_trying)
+            stats.count_out(o.t_mono)
+            if max_out and stats.packets_out >= max_out:
+                # Enough output: end the downstream now; keep draining input until upstream ends.
+                limit_hit = True
+                _send_all(senders, Packet.eos(spec["stream"], reason="max_frames"), keep_trying)
+                control.send("limit", out=stats.packets_out)
+
+    while True:
+        _report(spec, stage, receivers, senders, control, stats, last)
+        if stop.is_set() and drain_deadline is None:
+            drain_deadline = time.monotonic() + spec["drain_s"]
+        if drain_deadline is not None and time.monotonic() > drain_deadline:
+            log.warning("%s: end-of-stream did not arrive within %.1fs of stop; stopping anyway",
+                        spec["name"], spec["drain_s"])
+            return
+        pkt = _next_packet(receivers, rr)
+        if pkt is None:
+            continue
+        if pkt.is_eos:
+            eos_seen += 1
+            if eos_seen < eos_needed:
+                continue
+            emit(stage.process(pkt))
+            if not limit_hit:
+                _send_all(senders, Packet.eos(spec["stream"], **pkt.meta), keep_trying)
+            return
+        stats.packets_in += 1
+        if limit_hit:
+            continue
+        group = [pkt]
+        if batch > 1 and hasattr(stage, "process_batch"):
+            # Fuse what is already queued in one call; never wait for a batch to fill (latency).
+            while len(group) < batch:
+                more = receivers[0].get(0) if len(receivers) == 1 else None
+                if more is None:
+                    break
+                stats.packets_in += 0 if more.is_eos else 1
+                group.append(more)
+                if more.is_eos:
+                    break
+            outs = stage.process_batch(group)
+            if group[-1].is_eos:
+                eos_seen += 1
+                emit([o for o in outs if not o.is_eos])
+                if eos_seen >= eos_needed:
+                    if not limit_hit:
+                        _send_all(senders, Packet.eos(spec["stream"], **group[-1].meta), keep_trying)
+                    return
+                continue
+            emit(outs)
+        else:
+            emit(stage.process(pkt))
+            if spec["role"] == "sink":
+                stats.count_out(pkt.t_mono)   # a sink's "output" is what it consumed (recorded)
+
+
+# -- process entry ---------------------------------------------------------------------------------
+def _die_with_parent(parent_pid: int) -> None:
+    """Ask Linux to SIGKILL this process when the runner dies, so no stage is ever orphaned."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent_pid:   # the runner died before prctl took effect
+        os._exit(1)
+
+
+def main() -> int:
+    spec = json.loads(sys.stdin.read())
+    _die_with_parent(int(spec["runner_pid"]))
+    logging.basicConfig(level=spec.get("log_level", "INFO").upper(),
+                        format=f"%(asctime)s {spec['name']} %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    stop, go = threading.Event(), threading.Event()
+    # Ctrl-C reaches the whole terminal process group; the runner alone decides, so ignore it here.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGUSR1, lambda *_: go.set())
+    ctx = zmq.Context()
+    try:
+        return run_node(spec, ctx, stop, go)
+    finally:
+        ctx.term()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
