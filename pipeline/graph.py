@@ -110,15 +110,16 @@ def _source_config(url: str, modality: str, stream: str, options: dict, where: s
         if key in opts and key in names:
             raise ConfigError(f"{where}.{key}: set by the runner (from url:, the section name and "
                               f"pipeline.stream); remove it")
-    if "modality" in names:
-        opts["modality"] = modality
     if "stream" in names:
         opts["stream"] = stream
-    if "url" in names:
-        opts["url"] = url
-    elif "path" in names:
-        opts["path"] = url
-    return build(cls, opts, where)
+    checked = build(cls, {**opts, "modality": modality} if "modality" in names else opts, where)
+    # Let stages.capture merge what the URL itself says (synthetic://ir?seed=3), then build it.
+    from stages.capture import CaptureError, source_config
+    given = {k: getattr(checked, k) for k in opts}
+    try:
+        return source_config(url, modality, **given)
+    except CaptureError as e:
+        raise ConfigError(f"{where}.url: {e}") from None
 
 
 def _sink_config(kind: str, options: dict, where: str) -> Any:
@@ -298,8 +299,9 @@ def instantiate(spec: dict) -> Any:
         from stages import capture
         url = cfg.pop("url")
         config = _source_config(url, spec["extra"]["modality"], spec.get("stream", "site0"), cfg, where)
-        make = _import(spec["factory"]) if spec.get("factory") else capture.open_source
-        return make(config)
+        if spec.get("factory"):
+            return _import(spec["factory"])(config)
+        return capture.open_source(config)
     if name == "registration":
         from stages.registration import RegistrationStage
         config = build(RegistrationConfig, cfg, where)

@@ -50,6 +50,7 @@ class Defaults:
     FLUSH_LINGER_MS = 2000     # after a clean end-of-stream: time the last messages get to leave
     POLL_MS = 50               # receive/send poll slice; stop flags are checked this often
     DROP_QUEUE_LEN = 2         # drop_oldest deque length: how many frames a slow stage may lag
+    LIVE_SEND_WAIT_MS = 500    # live edges: longest a sender waits for a stuck receiver before dropping
     PUB_SNDHWM = 8             # detector feed: slow subscribers lose frames beyond this
     DETECTOR_FEED = "pub+bind:tcp://127.0.0.1:5560"
 
@@ -128,8 +129,10 @@ class PacketSender:
     """Sends packets on a push or pub socket.
 
     block=True (lossless): waits for room (the receiver's HWM pushes back) while `keep_trying()`
-    says so; block=False (live): a message that cannot be queued right now is dropped and counted.
-    A pub socket never blocks: ZeroMQ drops for slow subscribers beyond PUB_SNDHWM.
+    says so. block=False (live): waits at most LIVE_SEND_WAIT_MS, then drops and counts the
+    message. A live receiver drains its socket continuously (and drops the *oldest* itself), so
+    that wait only runs out when the receiver is gone or stuck. A pub socket never blocks:
+    ZeroMQ drops for slow subscribers beyond PUB_SNDHWM.
     """
 
     def __init__(self, ctx: zmq.Context, ep: Endpoint, block: bool, name: str = ""):
@@ -142,14 +145,19 @@ class PacketSender:
     def send(self, packet: Packet, keep_trying: Callable[[], bool] = lambda: True) -> bool:
         """True if the packet was queued. EOS packets are always sent blocking (never dropped)."""
         frames = encode(packet)
-        blocking = (self.block or packet.is_eos) and self.endpoint.socket != "pub"
+        if self.endpoint.socket == "pub":
+            blocking, give_up = False, 0.0
+        elif self.block or packet.is_eos:
+            blocking, give_up = True, float("inf")
+        else:
+            blocking, give_up = True, time.monotonic() + Defaults.LIVE_SEND_WAIT_MS / 1000.0
         while True:
             try:
                 self.sock.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
                 self.sent += 1
                 return True
             except zmq.Again:
-                if not blocking or not keep_trying():
+                if not blocking or not keep_trying() or time.monotonic() > give_up:
                     self.dropped += 1
                     return False
                 # Wait for room without spinning; poll wakes as soon as the peer drains.

@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""Run the live VIS+IR fusion pipeline.
+
+    python run_stream.py                                   # synthetic smoky demo, 20 s, recording under out/demo/
+    python run_stream.py --duration 60 --output out/run1   # longer, elsewhere
+    python run_stream.py --vis rtsp://user:pass@cam-vis/stream --ir rtsp://user:pass@cam-ir/stream \\
+        --calibration configs/calibration/site.yaml --duration 25 --output out/rtsp
+    python run_stream.py --config configs/files.yaml --vis vis.mp4 --ir ir.mp4 --max-frames 300
+    python run_stream.py --config configs/rtsp.yaml --only capture_vis,capture_ir    # one host of a split graph
+
+Ctrl-C (or SIGTERM) stops cleanly: end-of-stream flows through every stage, the recording is
+finalised, the summary is printed, and the exit status is 0. A failed stage ends the run with
+status 1 and a one-line reason. Bad options or config: status 2. See docs/streaming.md.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent
+sys.path.insert(0, str(REPO))
+
+from pipeline.config import ConfigError, load_yaml, mask_secrets, to_json  # noqa: E402
+from pipeline.graph import NODES, build_specs, describe_edges, source_kind, validate  # noqa: E402
+from pipeline.runner import Runner  # noqa: E402
+from pipeline.transport import EndpointError  # noqa: E402
+
+DEFAULT_CONFIG = REPO / "configs" / "demo.yaml"
+log = logging.getLogger("run_stream")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    p.add_argument("--config", default=str(DEFAULT_CONFIG), help="pipeline YAML (default: configs/demo.yaml)")
+    p.add_argument("--vis", metavar="URL", help="VIS source: rtsp://..., a video file, or an image folder/glob")
+    p.add_argument("--ir", metavar="URL", help="IR source: rtsp://..., a video file, or an image folder/glob")
+    p.add_argument("--calibration", metavar="YAML", help="ir_from_vis calibration file (registration.calibration)")
+    p.add_argument("--output", metavar="DIR", help="recording directory (recorder.out_dir; image dumps go to DIR/dump)")
+    p.add_argument("--duration", metavar="S", type=float, help="stop after S seconds of streaming (0 = no limit)")
+    p.add_argument("--max-frames", metavar="N", type=int, help="stop after N fused frames (0 = no limit)")
+    p.add_argument("--device", choices=("cpu", "cuda"), help="fusion device (fusion.device)")
+    p.add_argument("--fuser", choices=("lmfusion", "laplacian", "average"), help="fusion.fuser")
+    p.add_argument("--only", metavar="STAGE[,STAGE]",
+                   help=f"run only these stages ({', '.join(NODES)}); endpoints then come from the config")
+    p.add_argument("--mode", choices=("process", "thread"), help="pipeline.mode")
+    p.add_argument("--set", metavar="SECTION.KEY=VALUE", action="append", default=[],
+                   help="override any config key; VALUE is YAML (e.g. --set registration.tolerance_ms=20)")
+    p.add_argument("--quiet", action="store_true", help="no live status line")
+    return p.parse_args(argv)
+
+
+def apply_args(raw: dict, args: argparse.Namespace) -> dict:
+    """The config mapping with the command-line options written into it (before validation)."""
+    import yaml
+    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
+
+    def put(dotted: str, value) -> None:
+        section, _, key = dotted.partition(".")
+        if not isinstance(data.get(section), dict):
+            data[section] = {}
+        data[section][key] = value
+
+    for node, url in (("capture_vis", args.vis), ("capture_ir", args.ir)):
+        if url:
+            old = data.get(node) or {}
+            if source_kind(str(old.get("url", ""))) != source_kind(url):
+                data[node] = {}   # options of another source kind (the demo's seed, smoke) do not apply
+            put(f"{node}.url", url)
+    if args.calibration:
+        put("registration.calibration", args.calibration)
+    if args.output:
+        put("recorder.out_dir", args.output)
+        put("image_dump.out_dir", str(Path(args.output) / "dump"))
+    if args.duration is not None:
+        put("pipeline.duration_s", args.duration)
+    if args.max_frames is not None:
+        put("pipeline.max_frames", args.max_frames)
+    if args.device:
+        put("fusion.device", args.device)
+    if args.fuser:
+        put("fusion.fuser", args.fuser)
+    if args.mode:
+        put("pipeline.mode", args.mode)
+    for item in args.set:
+        key, eq, value = item.partition("=")
+        if not eq or "." not in key:
+            raise ConfigError(f"--set {item!r}: expected SECTION.KEY=VALUE")
+        put(key, yaml.safe_load(value))
+    return data
+
+
+def select_only(specs: list, only: str, gc) -> list:
+    names = [s.strip() for s in only.split(",") if s.strip()]
+    present = {s.name for s in specs}
+    for n in names:
+        if n not in present:
+            raise ConfigError(f"--only {n}: not a stage of this pipeline (expected one of: {', '.join(sorted(present))})")
+    chosen = [s for s in specs if s.name in names]
+    # Every edge that crosses the boundary of this host must have a configured endpoint.
+    needs = set()
+    for s in chosen:
+        if s.role == "source":
+            needs.add("registration")
+        if s.name == "registration":
+            needs.update({"registration", "fusion"})
+        if s.name == "fusion":
+            needs.add("fusion")
+            needs.update(n for n in ("recorder", "image_dump") if getattr(gc, n).enabled)
+        if s.role == "sink":
+            needs.add(s.name)
+    for n in sorted(needs):
+        local = all(x in names for x in _edge_ends(n, specs))
+        if not local and not getattr(gc.endpoints, n):
+            raise ConfigError(f"{gc.path}: endpoints.{n}: must be set when running --only {only} "
+                              f"(the stages on the other side of this edge run elsewhere)")
+    return chosen
+
+
+def _edge_ends(node: str, specs: list) -> list[str]:
+    ups = {"registration": ["capture_vis", "capture_ir"], "fusion": ["registration"],
+           "recorder": ["fusion"], "image_dump": ["fusion"]}[node]
+    return [node, *ups]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s runner %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    try:
+        gc = validate(apply_args(load_yaml(args.config), args), args.config)
+        pc = gc.pipeline
+        logging.getLogger().setLevel(pc.log_level.upper())
+        specs = build_specs(gc, pc.mode)
+        if args.only:
+            specs = select_only(specs, args.only, gc)
+    except (ConfigError, EndpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    log.info("effective config: %s", to_json(mask_secrets(gc.raw)))
+    for line in describe_edges(specs):
+        log.info("edge %s", line)
+    if gc.detector_feed.enabled and any(s.name == "fusion" for s in specs):
+        log.info("detector feed: %s (docs/streaming.md)", gc.detector_feed.endpoint)
+    runner = Runner(specs, mode=pc.mode, duration_s=pc.duration_s, status_interval_s=pc.status_interval_s,
+                    startup_timeout_s=pc.startup_timeout_s, shutdown_timeout_s=pc.shutdown_timeout_s,
+                    stream=pc.stream, log_level=pc.log_level, status_out=None if args.quiet else sys.stderr)
+    result = runner.run()
+    print(result.summary, file=sys.stderr)
+    files = result.stage("recorder").get("stage", {}).get("files", [])
+    if files:
+        print(f"recording: {', '.join(files)}", file=sys.stderr)
+    if result.exit_code != 0:
+        print(f"error: {result.reason}", file=sys.stderr)
+    return result.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
