@@ -232,7 +232,7 @@ def _blur_down(x: torch.Tensor) -> torch.Tensor:
     return F.avg_pool2d(x, 2, ceil_mode=True)
 
 
-def fuse_detail(a: torch.Tensor, b: torch.Tensor, levels: int = 3) -> torch.Tensor:
+def fuse_detail(a: torch.Tensor, b: torch.Tensor, levels: int = 4) -> torch.Tensor:
     """Latent Laplacian pyramid: average the base, keep the stronger detail of either input.
 
     The 3-channel latent is nearly the image, so this keeps edges as a pixel Laplacian pyramid
