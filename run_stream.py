@@ -49,6 +49,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--set", metavar="SECTION.KEY=VALUE", action="append", default=[],
                    help="override any config key; VALUE is YAML (e.g. --set registration.tolerance_ms=20)")
     p.add_argument("--quiet", action="store_true", help="no live status line")
+    p.add_argument("--summary-json", metavar="PATH", help="also write the exit summary (per-stage counters) as JSON")
     return p.parse_args(argv)
 
 
@@ -151,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     files = result.stage("recorder").get("stage", {}).get("files", [])
     if files:
         print(f"recording: {', '.join(files)}", file=sys.stderr)
+    if args.summary_json:
+        import json
+        Path(args.summary_json).write_text(json.dumps(result.to_json_dict(), indent=1, default=str))
     if result.exit_code != 0:
         print(f"error: {result.reason}", file=sys.stderr)
     return result.exit_code

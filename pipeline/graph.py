@@ -271,6 +271,8 @@ def build_specs(gc: GraphConfig, mode: str, factories: dict[str, str] | None = N
     for s in specs:
         if factories and s.name in factories:
             s.factory = factories[s.name]
+        if base and not pc.ipc_dir:
+            s.extra["ipc_dir_auto"] = base     # the runner removes it at exit
     return specs
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -44,6 +45,16 @@ class RunResult:
     elapsed_s: float
     summary: str = ""
     pids: list[int] = field(default_factory=list)   # worker process ids (process mode)
+
+    def to_json_dict(self) -> dict:
+        """What --summary-json writes: exit code, reason, and every node's last stats."""
+        from pipeline.telemetry import percentiles
+        lat = self.views.get(LATENCY_NODE)
+        p50, p99 = percentiles(lat.latencies) if lat else (None, None)
+        return {"exit_code": self.exit_code, "reason": self.reason, "elapsed_s": round(self.elapsed_s, 3),
+                "latency_ms": {"p50": p50, "p99": p99, "n": len(lat.latencies) if lat else 0},
+                "nodes": {name: {**{k: v for k, v in view.last.items() if k != "lat_ms"},
+                                 "avg_fps": round(view.avg_fps(), 3)} for name, view in self.views.items()}}
 
     def stage(self, name: str) -> dict:
         """The last stats message of a node ({} if it never reported)."""
@@ -179,6 +190,8 @@ class Runner:
                          status_interval_s=min(self.status_interval_s, 1.0),
                          drain_s=self.shutdown_timeout_s, log_level=self.log_level)
                 nodes[s.name] = _Node(d, self.mode, ctx)
+                if self.mode == "process":
+                    log.info("started %s (pid %d)", s.name, nodes[s.name].pid)
             code, reason, t0 = self._supervise(nodes, control)
         finally:
             # Whatever happened, nothing is left running.
@@ -196,6 +209,10 @@ class Runner:
                 ctx.term()
             for sig, h in old_handlers.items():
                 signal.signal(sig, h)
+            for d in {s.extra.get("ipc_dir_auto") for s in self.specs} - {None, ""}:
+                shutil.rmtree(d, ignore_errors=True)     # the run's own socket files
+            if self.mode == "process":
+                shutil.rmtree(ctrl_dir, ignore_errors=True)
         elapsed = time.monotonic() - t0
         result = RunResult(exit_code=code, reason=reason, views=self.views, elapsed_s=elapsed,
                            pids=[n.pid for n in nodes.values()] if self.mode == "process" else [])

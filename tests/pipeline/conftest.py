@@ -6,8 +6,10 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+HERE = Path(__file__).resolve().parent
+for p in (REPO, HERE):          # HERE: slow_stage.py, imported by the runner by name
+    if str(p) not in sys.path:
+        sys.path.insert(0, str(p))
 
 
 def write_calibration(path: Path, vis_size=(640, 480), ir_size=(320, 256)) -> Path:

@@ -1,0 +1,16 @@
+"""A fusion stage that is deliberately slower than its input, for back-pressure tests.
+
+Imported by the runner as "slow_stage:SlowFusionStage" (this directory is on sys.path in tests).
+"""
+import time
+
+from stages.fusion import FusionStage
+
+DELAY_S = 0.4   # per pair: 2.5 fps against the demo's 10 fps IR
+
+
+class SlowFusionStage(FusionStage):
+    def process(self, packet):
+        if not packet.is_eos:
+            time.sleep(DELAY_S)
+        return super().process(packet)

@@ -1,0 +1,68 @@
+"""Fusion stage, called directly: which fuser runs is explicit and recorded in every packet."""
+import logging
+
+import numpy as np
+import pytest
+
+from pipeline.packet import Packet
+from stages.fusion import FusionConfig, FusionError, FusionStage
+
+
+def pair(seq=0, h=64, w=80):
+    rng = np.random.default_rng(seq)
+    return Packet("s", "pair", seq, 1.0 + seq, 2.0 + seq, pts=0.1 * seq,
+                  buffers={"vis": rng.integers(0, 255, (h, w, 3), dtype=np.uint8),
+                           "ir": rng.integers(0, 255, (h, w), dtype=np.uint8)},
+                  meta={"skew_ms": 1.5, "vis_seq": 2 * seq, "ir_seq": seq, "calibration_id": "abc"})
+
+
+@pytest.mark.parametrize("name", ["laplacian", "average"])
+def test_classical_fusers_make_fused_packets_and_say_so(name):
+    from lmfusion import baselines
+    st = FusionStage(FusionConfig(fuser=name))
+    st.start()
+    p = pair(3)
+    out = st.process(p)
+    assert out.kind == "fused" and out.seq == 3 and out.t_mono == p.t_mono and out.pts == p.pts
+    assert out.meta["fuser"] == name and out.meta["skew_ms"] == 1.5 and out.meta["ir_seq"] == 3
+    assert out.buffers["fused"].shape == (64, 80, 3) and out.buffers["fused"].dtype == np.uint8
+    ref = baselines.fuse_laplacian(p.buffers["vis"], p.buffers["ir"], levels=4) if name == "laplacian" \
+        else baselines.fuse_average(p.buffers["vis"], p.buffers["ir"])
+    np.testing.assert_array_equal(out.buffers["fused"], ref)
+    assert st.stats()["fuser"] == name
+
+
+def test_batch_keeps_order_and_forwards_eos():
+    st = FusionStage(FusionConfig(fuser="average"))
+    st.start()
+    out = st.process_batch([pair(0), pair(1), Packet.eos("s")])
+    assert [p.kind for p in out] == ["fused", "fused", "eos"] and [p.seq for p in out[:2]] == [0, 1]
+
+
+def test_lmfusion_without_weights_is_a_clear_error(tmp_path):
+    st = FusionStage(FusionConfig(fuser="lmfusion", weights_dir=str(tmp_path / "no-weights")))
+    with pytest.raises(FusionError, match="fusion.fuser: lmfusion cannot load from .*no-weights.*fallback") as e:
+        st.start()
+    assert "\n" not in str(e.value)
+
+
+def test_lmfusion_fallback_is_announced_and_recorded(tmp_path, caplog):
+    st = FusionStage(FusionConfig(fuser="lmfusion", fallback="laplacian", weights_dir=str(tmp_path / "none")))
+    with caplog.at_level(logging.WARNING):
+        st.start()
+    assert any("fallback fuser 'laplacian'" in r.getMessage() for r in caplog.records)
+    assert st.process(pair()).meta["fuser"] == "laplacian"
+
+
+def test_wrong_packet_kind_is_an_error():
+    st = FusionStage(FusionConfig(fuser="average"))
+    st.start()
+    bad = pair()
+    bad.kind = "frame"
+    with pytest.raises(FusionError, match="expects pair packets"):
+        st.process(bad)
+
+
+def test_fp16_on_cpu_is_a_config_error():
+    with pytest.raises(ValueError, match="precision: fp16 needs device: cuda"):
+        FusionConfig(precision="fp16", device="cpu")

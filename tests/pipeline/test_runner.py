@@ -1,0 +1,82 @@
+"""The runner with real sockets: a live graph behind a slow stage, and a stage that fails."""
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline.graph import build_specs, load_graph_config
+from pipeline.runner import Runner
+from pipeline.telemetry import percentiles
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def demo_config(tmp_path, calibration, **over):
+    ov = {"registration.calibration": str(calibration), "recorder.out_dir": str(tmp_path / "rec"),
+          "detector_feed.enabled": False, "pipeline.status_interval_s": 0.5}
+    ov.update(over)
+    return load_graph_config(REPO / "configs" / "demo.yaml", ov)
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def test_slow_fusion_behind_a_live_source_drops_oldest_and_stays_bounded(tmp_path, calibration_file):
+    gc = demo_config(tmp_path, calibration_file, **{"pipeline.queue_len": 2})
+    specs = build_specs(gc, "thread", factories={"fusion": "slow_stage:SlowFusionStage"})
+    depths, rss = [], []
+
+    def on_event(msg):
+        if msg.get("type") == "stats" and msg["node"] == "fusion":
+            depths.append(msg.get("depth", 0))
+            rss.append(rss_mb())
+
+    runner = Runner(specs, mode="thread", duration_s=6.0, status_interval_s=0.5, status_out=None,
+                    shutdown_timeout_s=5.0, on_event=on_event)
+    res = runner.run()
+    assert res.exit_code == 0, res.reason
+    fusion = res.stage("fusion")
+    reg = res.stage("registration")
+    assert reg["out"] >= 30                      # ~10 pairs/s kept coming
+    assert 5 <= fusion["out"] <= 20              # 2.5 fps for 6 s
+    assert fusion["drops_in"] >= reg["out"] - fusion["out"] - 3   # everything not fused was a counted drop
+    assert max(depths) <= 2                      # the queue never grew past queue_len
+    lat = res.views["fusion"].latencies
+    p50, p99 = percentiles(lat)
+    # Drop-oldest: a fused frame is at most ~queue_len + 1 processing times old, and it does not
+    # grow over the run (without dropping, 6 s at 4x overload would reach several seconds).
+    assert p99 < 2000, lat
+    assert max(lat[-3:]) < 2000
+    assert max(rss) - min(rss) < 150, rss
+
+
+def test_crashed_stage_stops_the_run_with_one_line_and_no_orphans(tmp_path):
+    from conftest import write_calibration
+    wrong = write_calibration(tmp_path / "wrong.yaml", vis_size=(1280, 720))   # the cameras are 640x480
+    gc = demo_config(tmp_path, wrong)
+    specs = build_specs(gc, "process")
+    t0 = time.monotonic()
+    res = Runner(specs, mode="process", duration_s=20.0, status_out=None, shutdown_timeout_s=5.0).run()
+    took = time.monotonic() - t0
+    assert res.exit_code == 1
+    assert res.reason.startswith("stage registration failed: ") and "\n" not in res.reason
+    assert "1280" in res.reason and "640" in res.reason
+    assert took < 20.0, "the failure must end the run long before its duration"
+    assert len(res.pids) == 5
+    for pid in res.pids:
+        assert not Path(f"/proc/{pid}").exists(), f"worker {pid} outlived the run"
+
+
+def test_max_frames_ends_the_run_with_exactly_that_many_fused_frames(tmp_path, calibration_file):
+    gc = demo_config(tmp_path, calibration_file, **{"pipeline.max_frames": 12, "pipeline.policy": "lossless",
+                                                   "fusion.fuser": "average"})
+    res = Runner(build_specs(gc, "thread"), mode="thread", status_out=None, duration_s=30).run()
+    assert res.exit_code == 0, res.reason
+    assert res.stage("fusion")["out"] == 12
+    assert res.stage("recorder")["stage"]["frames_written"] == 12
+    assert res.elapsed_s < 20
