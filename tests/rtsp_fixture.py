@@ -1,7 +1,7 @@
 """A pytest fixture that runs tests/rtsp_server.py (a real GStreamer RTSP server) on loopback.
 
 Use from any test directory's conftest.py:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # tests/
+    sys.path.append(str(Path(__file__).resolve().parents[1]))   # tests/ (appended: never shadows a package)
     from rtsp_fixture import rtsp_server                              # noqa: F401  (registers the fixture)
 
 Then, in a test marked @pytest.mark.rtsp:

@@ -3,6 +3,6 @@ test directories can reuse it the same way."""
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))      # tests/, for rtsp_fixture
+sys.path.append(str(Path(__file__).resolve().parents[1]))   # tests/, for rtsp_fixture (last: never shadows a package)
 
 from rtsp_fixture import rtsp_server  # noqa: E402,F401  (registers the fixture)
