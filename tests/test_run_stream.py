@@ -1,0 +1,208 @@
+"""run_stream.py end to end: real processes, real sockets, a real recording decoded with PyAV."""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import yaml
+import zmq
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from pipeline.codec import decode  # noqa: E402
+
+
+def write_calibration(path: Path, vis_size=(640, 480)) -> Path:
+    from stages.capture.synthetic import TRUE_IR_FROM_VIS
+    path.write_text(yaml.safe_dump({
+        "version": 1, "direction": "ir_from_vis", "model": "homography", "vis_size": list(vis_size),
+        "ir_size": [320, 256], "ir_from_vis": TRUE_IR_FROM_VIS.tolist(), "rms_px": 0.0,
+        "method": "synthetic-truth", "date": "2026-11-25"}))
+    return path
+
+
+def cli(tmp_path, *extra, feed=True):
+    cmd = [sys.executable, str(REPO / "run_stream.py"), "--quiet", "--output", str(tmp_path / "rec"),
+           "--calibration", str(write_calibration(tmp_path / "cal.yaml")),
+           "--summary-json", str(tmp_path / "summary.json"), "--fuser", "laplacian"]
+    feed_ep = f"ipc://{tmp_path}/feed.sock"
+    cmd += ["--set", f"detector_feed.endpoint=pub+bind:{feed_ep}"] if feed else ["--set", "detector_feed.enabled=false"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return [*cmd, *extra], env, feed_ep
+
+
+def worker_pids(stderr: str) -> list[int]:
+    return [int(m) for m in re.findall(r"started \w+ \(pid (\d+)\)", stderr)]
+
+
+def assert_gone(pids):
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists(), f"worker {pid} outlived run_stream.py"
+
+
+def decode_recording(path: Path) -> tuple[int, float, tuple[int, int]]:
+    """(frames, duration s from PTS, (w, h)) of a recording, decoded for real."""
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        pts = [f.pts * f.time_base for f in c.decode(s)]
+        size = (s.codec_context.width, s.codec_context.height)
+    frames = len(pts)
+    return frames, float(pts[-1] - pts[0]) if frames > 1 else 0.0, size
+
+
+class FeedCollector(threading.Thread):
+    """Subscribes to the detector feed and keeps every packet's header fields."""
+
+    def __init__(self, address: str):
+        super().__init__(daemon=True)
+        self.address, self.packets, self.stop = address, [], threading.Event()
+
+    def run(self):
+        ctx = zmq.Context()
+        sock = ctx.socket(zmq.SUB)
+        sock.setsockopt(zmq.SUBSCRIBE, b"")
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(self.address)
+        while not self.stop.is_set():
+            if sock.poll(50):
+                p = decode(sock.recv_multipart(copy=False))
+                self.packets.append((p.kind, p.seq, p.t_mono, dict(p.meta),
+                                     {k: v.shape for k, v in p.buffers.items()}))
+        sock.close(0)
+        ctx.term()
+
+
+def test_demo_end_to_end_through_processes_and_sockets(tmp_path):
+    cmd, env, feed_ep = cli(tmp_path, "--max-frames", "25", "--set", "pipeline.policy=lossless")
+    feed = FeedCollector(feed_ep)
+    feed.start()
+    r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    time.sleep(0.3)
+    feed.stop.set()
+    feed.join(5)
+    assert r.returncode == 0, r.stderr[-2000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    nodes = summary["nodes"]
+    # Counts: exactly --max-frames fused frames, all recorded; every pairing decision is counted.
+    assert nodes["fusion"]["out"] == 25 and nodes["recorder"]["stage"]["frames_written"] == 25
+    reg = nodes["registration"]["stage"]
+    assert reg["pairs"] >= 25
+    assert reg["vis_in"] + reg["ir_in"] == 2 * reg["pairs"] + reg["unmatched_vis"] + reg["unmatched_ir"]
+    assert nodes["capture_vis"]["out"] == reg["vis_in"] and nodes["capture_ir"]["out"] == reg["ir_in"]
+    # Ordering and pairing, as a detector sees them on the feed.
+    fused = [p for p in feed.packets if p[0] == "fused"]
+    assert len(fused) >= 15, "the subscriber joined late but must see most frames"
+    assert feed.packets[-1][0] == "eos"
+    seqs = [p[1] for p in fused]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    assert [p[3]["ir_seq"] for p in fused] == sorted(p[3]["ir_seq"] for p in fused)
+    assert [p[3]["vis_seq"] for p in fused] == sorted(p[3]["vis_seq"] for p in fused)
+    assert all(abs(p[3]["skew_ms"]) <= 35.0 for p in fused)
+    assert all(p[3]["fuser"] == "laplacian" and p[4]["fused"] == (256, 320, 3) for p in fused)
+    # The recording decodes, with every frame and a duration matching the capture times.
+    files = sorted((tmp_path / "rec").glob("fused_*.mp4"))
+    assert len(files) == 1 and str(files[0]) in r.stderr
+    frames, duration, size = decode_recording(files[0])
+    assert frames == 25 and size == (320, 256)
+    t = [p[2] for p in fused]
+    span = (t[-1] - t[0]) * (24 / (seqs[-1] - seqs[0]))    # the feed may have missed the first frames
+    assert abs(duration - span) < 0.15, (duration, span)
+    assert_gone(worker_pids(r.stderr))
+
+
+def test_sigterm_mid_run_finalises_the_recording_and_exits_0(tmp_path):
+    cmd, env, _ = cli(tmp_path, "--duration", "0", feed=False)
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        rec = tmp_path / "rec"
+        while time.monotonic() < deadline and not list(rec.glob("fused_*.mp4")):
+            time.sleep(0.2)
+        time.sleep(3.0)                       # a few seconds of fused video
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-2000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    written = summary["nodes"]["recorder"]["stage"]["frames_written"]
+    assert written >= 10
+    frames, duration, _ = decode_recording(sorted(rec.glob("fused_*.mp4"))[0])
+    assert frames == written
+    assert duration > 0.5
+    assert "stopping: SIGTERM" in err
+    assert_gone(worker_pids(err))
+
+
+def test_failed_stage_exits_1_with_one_line_reason_and_no_orphans(tmp_path):
+    cmd, env, _ = cli(tmp_path, "--duration", "30", feed=False)
+    bad = write_calibration(tmp_path / "wrong.yaml", vis_size=(800, 600))
+    cmd[cmd.index("--calibration") + 1] = str(bad)
+    t0 = time.monotonic()
+    r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert time.monotonic() - t0 < 30
+    assert r.returncode == 1
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: stage registration failed: ") and "800" in last
+    assert_gone(worker_pids(r.stderr))
+
+
+def test_bad_config_key_is_exit_2_naming_the_key(tmp_path):
+    cmd, env, _ = cli(tmp_path, "--set", "fusion.fuserr=average")
+    r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert re.search(r"error: .*demo\.yaml: fusion\.fuserr: unknown key \(expected one of: fuser, fallback", r.stderr)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((REPO / "configs" / "demo.yaml").read_text().replace("tolerance_ms: 35.0", "tolerance_ms: -1"))
+    r = subprocess.run([*cmd[:2], "--config", str(bad)], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "registration.tolerance_ms: must be > 0" in r.stderr
+
+
+def test_unreachable_rtsp_camera_is_a_clear_error_within_its_timeout(tmp_path):
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]                  # nothing listens here once closed
+    url = f"rtsp://admin:Sekr1t@127.0.0.1:{port}/vis"
+    cmd, env, _ = cli(tmp_path, "--vis", url, "--duration", "60", feed=False,
+                      )
+    cmd += ["--set", "capture_vis.open_timeout_s=1", "--set", "capture_vis.max_retries=1",
+            "--set", "capture_vis.backoff_initial_s=0.2"]
+    t0 = time.monotonic()
+    r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=90)
+    took = time.monotonic() - t0
+    assert r.returncode == 1
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: stage capture_vis failed: ") and f"127.0.0.1:{port}" in last
+    assert "Sekr1t" not in r.stderr                # the password never reaches a log line
+    assert took < 45
+    assert_gone(worker_pids(r.stderr))
+
+
+def test_hotspot_subscriber_prints_boxes_from_the_live_feed(tmp_path):
+    cmd, env, feed_ep = cli(tmp_path, "--duration", "8")
+    run = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        sub = subprocess.run([sys.executable, str(REPO / "examples" / "hotspot_subscriber.py"),
+                              "--endpoint", f"sub+connect:{feed_ep}", "--count", "5", "--timeout", "40"],
+                             cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    finally:
+        run.send_signal(signal.SIGINT)
+        run.communicate(timeout=30)
+    assert sub.returncode == 0, sub.stderr
+    lines = [l for l in sub.stdout.splitlines() if "hotspots" in l]
+    assert len(lines) == 5
+    # The synthetic street has warm people and vehicles: most frames show at least one box.
+    counts = [int(re.search(r"hotspots (\d+)", l).group(1)) for l in lines]
+    assert sum(c > 0 for c in counts) >= 3, sub.stdout
+    assert all("fuser=laplacian" in l and "320x256" in l for l in lines)
