@@ -4,8 +4,9 @@
 Run with Debian's python3 (it has the GObject bindings; the venv does not):
     /usr/bin/python3 tests/rtsp_server.py --port 8554
     /usr/bin/python3 tests/rtsp_server.py --port 8554 --user admin --password s3cret
-Then: rtsp://127.0.0.1:8554/vis (640x480 colour, 20 fps) and rtsp://127.0.0.1:8554/ir
-(320x256 gray, 10 fps). Each client gets its own pipeline (unshared media), so a test's
+Then: rtsp://127.0.0.1:8554/vis (640x480 colour, 20 fps), rtsp://127.0.0.1:8554/ir
+(320x256 gray, 10 fps) and rtsp://127.0.0.1:8554/stall (a session that opens and never sends
+a frame, like a camera that half-recovered). Each client gets its own pipeline (unshared media), so a test's
 reconnect starts a fresh stream. Prints "READY <port>" on stdout once listening. SIGTERM or
 SIGKILL stops it; it can be restarted on the same port at once.
 
@@ -38,6 +39,12 @@ def launch_line(width: int, height: int, fps: int, pattern: str, fmt: str) -> st
             f"! rtph264pay name=pay0 pt=96 config-interval=1 )")
 
 
+# The encoder runs (so the session can be described and played) but every packet is dropped.
+STALL_LAUNCH = ("( videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=10/1 "
+                "! x264enc tune=zerolatency speed-preset=ultrafast ! identity drop-probability=1.0 "
+                "! rtph264pay name=pay0 pt=96 )")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--port", type=int, default=8554, help="TCP port (default 8554)")
@@ -57,9 +64,11 @@ def main() -> int:
         token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, "user")
         auth.add_basic(GstRtspServer.RTSPAuth.make_basic(args.user, args.password or ""), token)
         server.set_auth(auth)
-    for path, spec in MOUNTS.items():
+    launches = {path: launch_line(*spec) for path, spec in MOUNTS.items()}
+    launches["/stall"] = STALL_LAUNCH
+    for path, launch in launches.items():
         factory = GstRtspServer.RTSPMediaFactory()
-        factory.set_launch(launch_line(*spec))
+        factory.set_launch(launch)
         factory.set_shared(False)
         factory.set_protocols(GstRtsp.RTSPLowerTrans.TCP)
         if args.user:

@@ -170,3 +170,19 @@ def test_refused_connection_with_retries_forever_keeps_trying(caplog):
 def test_bad_url_is_rejected_at_construction():
     with pytest.raises(RtspError, match=r"rtsp://.*got 'http://u:\*\*\*@h/x'"):
         RtspSource(RtspConfig(url="http://u:pw@h/x"))
+
+
+@pytest.mark.rtsp
+def test_session_that_opens_but_sends_no_frame_is_retried_then_fails_clearly(rtsp_server):
+    src = _fast(rtsp_server.url("/stall"), open_timeout_s=1.0, read_timeout_s=0.5, first_frame_timeout_s=0.5,
+                max_retries=1, backoff_initial_s=0.1)
+    src.start()
+    t0 = time.monotonic()
+    with pytest.raises(RtspError) as err:
+        while time.monotonic() - t0 < 15:
+            assert src.read(0.2) is None
+    elapsed = time.monotonic() - t0
+    src.stop()
+    assert src.attempts == 2 and src.frames == 0
+    assert elapsed < 2 * (1.0 + 0.5) + 0.1 + 1.5          # each attempt bounded by its timeouts
+    assert "timeout" in str(err.value) and "/stall" in str(err.value)
