@@ -34,11 +34,21 @@ class NodeStats:
             self.first_out = self.last_out
         self._lat_pending.append(round((time.monotonic() - t_mono_capture) * 1000.0, 2))
 
+    _fps_mark: tuple[float, int] | None = None
+
+    def fps(self) -> float:
+        """Outputs per second since the previous call (the worker's own clock, no aliasing)."""
+        now = time.monotonic()
+        mark, self._fps_mark = self._fps_mark, (now, self.packets_out)
+        if mark is None or now <= mark[0]:
+            return 0.0
+        return (self.packets_out - mark[1]) / (now - mark[0])
+
     def message(self, extra: dict) -> dict:
         lat, self._lat_pending = self._lat_pending[-2000:], []
         return {"node": self.name, "type": "stats", "in": self.packets_in, "out": self.packets_out,
                 "uptime_s": round(time.monotonic() - self.started, 3), "lat_ms": lat,
-                "first_out": self.first_out, "last_out": self.last_out, **extra}
+                "first_out": self.first_out, "last_out": self.last_out, "fps": round(self.fps(), 2), **extra}
 
 
 @dataclass
@@ -47,7 +57,6 @@ class NodeView:
     name: str
     last: dict = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
-    _prev: tuple[float, int] | None = None   # (time, out count) at the previous status refresh
     fps: float = 0.0
     first_out_t: float | None = None
     last_out_t: float | None = None
@@ -65,10 +74,7 @@ class NodeView:
             del self.latencies[: len(self.latencies) - LATENCY_KEEP]
 
     def refresh_fps(self) -> None:
-        now, out = time.monotonic(), int(self.last.get("out", 0))
-        if self._prev is not None and now > self._prev[0]:
-            self.fps = (out - self._prev[1]) / (now - self._prev[0])
-        self._prev = (now, out)
+        self.fps = float(self.last.get("fps", 0.0))
 
     @property
     def drops(self) -> int:

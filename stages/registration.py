@@ -8,8 +8,8 @@ with the IR frame's clocks (IR is the geometry and time reference: t_mono, t_wal
 
 Pairing: IR is the reference stream. Each IR frame takes the VIS frame nearest in capture time
 (`t_mono`) within `tolerance_ms`; each VIS frame is used at most once. A decision waits until a
-VIS frame at or after the IR time has arrived (so a nearer one cannot still come) or until
-end-of-stream. Frames that find no partner are counted per modality (`unmatched_vis`,
+VIS frame at or after the IR time has arrived, or until the next VIS frame (at least 0.75 of
+the recent VIS interval after the last one) could not be nearer, or until end-of-stream. Frames that find no partner are counted per modality (`unmatched_vis`,
 `unmatched_ir`) and reported by `stats()`; nothing is dropped silently. With the demo's
 20 fps VIS and 10 fps IR about half the VIS frames have no IR partner by design.
 """
@@ -107,6 +107,8 @@ class RegistrationStage:
         self._seq = 0
         self.counts = {"pairs": 0, "vis_in": 0, "ir_in": 0, "unmatched_vis": 0, "unmatched_ir": 0}
         self._skews: list[float] = []
+        self._vis_gaps: collections.deque[float] = collections.deque(maxlen=15)
+        self._last_vis_t: float | None = None
 
     def start(self) -> None:
         self._cal = load_calibration(self.config.calibration)
@@ -154,12 +156,24 @@ class RegistrationStage:
         modality = self._check_frame(packet)
         queue = self._vis if modality == "vis" else self._ir
         self.counts[f"{modality}_in"] += 1
+        if modality == "vis":
+            if self._last_vis_t is not None and packet.t_mono > self._last_vis_t:
+                self._vis_gaps.append(packet.t_mono - self._last_vis_t)
+            self._last_vis_t = packet.t_mono
         queue.append(packet)
         if len(queue) > self.config.max_pending:
             # The partner stream stalled: bound memory, count what we give up.
             queue.popleft()
             self.counts[f"unmatched_{modality}"] += 1
         return self._match(final=False) or None
+
+    def _min_vis_period(self) -> float | None:
+        """A safe lower bound of the VIS frame interval (s): 0.75 x the median recent gap.
+
+        Dropped frames only make gaps longer, and jitter is far below a quarter period."""
+        if len(self._vis_gaps) < 3:
+            return None
+        return 0.75 * float(np.median(self._vis_gaps))
 
     def _match(self, final: bool) -> list[Packet]:
         tol = self.config.tolerance_ms / 1000.0
@@ -177,10 +191,15 @@ class RegistrationStage:
                 self._ir.popleft()
                 self.counts["unmatched_ir"] += 1
                 continue
-            if self._vis[-1].t_mono < ir.t_mono and not final:
-                break  # a nearer VIS frame may still come
             candidates = [v for v in self._vis if abs(v.t_mono - ir.t_mono) <= tol]
             best = min(candidates, key=lambda v: abs(v.t_mono - ir.t_mono))
+            last = self._vis[-1].t_mono
+            if last < ir.t_mono and not final:
+                # A later VIS frame may be nearer. It cannot come before last + min_period, so when
+                # even that is farther than `best`, decide now instead of waiting a frame (latency).
+                period = self._min_vis_period()
+                if period is None or last + period - ir.t_mono < abs(best.t_mono - ir.t_mono):
+                    break
             while self._vis[0] is not best:
                 self._vis.popleft()
                 self.counts["unmatched_vis"] += 1

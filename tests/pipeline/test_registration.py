@@ -122,3 +122,13 @@ def test_bad_config_values():
         RegistrationConfig(tolerance_ms=0)
     with pytest.raises(ValueError, match="crop"):
         RegistrationConfig(crop=[0, 0, 4])
+
+
+def test_decides_without_waiting_when_the_next_vis_frame_cannot_be_nearer(calibration_file):
+    st = stage_for(calibration_file, tolerance_ms=40)
+    assert run(st, [vis(n, n * 0.05) for n in range(4)]) == []      # learn the 50 ms VIS interval
+    out = st.process(ir(0, 0.155))          # VIS@0.15 is 5 ms away; the next can't come before ~0.19
+    assert len(out) == 1 and out[0].meta["vis_seq"] == 3
+    assert st.process(ir(1, 0.185)) is None   # VIS@0.15 is 35 ms away, VIS@~0.2 may be nearer: wait
+    out = st.process(vis(4, 0.2))
+    assert out[0].meta["vis_seq"] == 4 and out[0].meta["skew_ms"] == pytest.approx(15.0)
