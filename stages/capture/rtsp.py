@@ -226,7 +226,8 @@ class RtspSource:
             limit = cfg.open_timeout_s if phase == "open" else cfg.read_timeout_s
             if time.monotonic() - t_phase >= 0.9 * limit or isinstance(e, av.error.ExitError):
                 return got, f"no answer within the {phase} timeout of {limit:g} s"
-            return got, mask_url(f"{type(e).__name__}: {e}")
+            # strerror, not str(e): the latter repeats the URL, which the message already names.
+            return got, mask_url(f"{e.strerror or e} ({type(e).__name__})")
         except (OSError, ValueError, IndexError) as e:
             return got, mask_url(f"{type(e).__name__}: {e}")
         finally:

@@ -1,6 +1,5 @@
 """Video file and image folder sources, on files written here with PyAV and OpenCV."""
 import time
-from fractions import Fraction
 
 import av
 import cv2
