@@ -35,6 +35,8 @@ class ImageFolderConfig:
     realtime: bool = False             # True: pace at fps; False: as fast as read
     loop: bool = False                 # True: start again at the end (no eos)
     on_error: str = "raise"            # "raise" (CaptureError naming the file) or "skip" (count it)
+    clock_origin_mono: float | None = None  # time.monotonic() of media time 0; None = at start().
+                                       # Set the same value for both cameras to align them exactly.
 
 
 def natural_key(path: str) -> list:
@@ -70,11 +72,12 @@ class ImageFolderSource:
         self._done = False
 
     def start(self) -> None:
+        clock = MediaClock.starting_at(self.config.clock_origin_mono)     # before the (slow) listing
         self.files = list_images(self.config.path)
         if not self.files:
             raise CaptureError(f"image_folder: no images at {self.config.path!r} (key 'path'; a directory with "
                                f"{'/'.join(IMAGE_EXTENSIONS)} files, or a glob pattern)")
-        self._clock = MediaClock.now()
+        self._clock = clock
 
     def _load(self, path: str) -> np.ndarray | None:
         """The image, or None when it must be skipped (raises CaptureError with on_error='raise')."""

@@ -62,6 +62,16 @@ class MediaClock:
     def now(cls) -> "MediaClock":
         return cls(mono0=time.monotonic(), wall0=time.time())
 
+    @classmethod
+    def starting_at(cls, origin_mono: float | None) -> "MediaClock":
+        """Media time 0 at `origin_mono` (a time.monotonic() value, shared by processes on one host),
+        or now if None. Giving a VIS and an IR source the same origin makes their timestamps agree
+        exactly, however far apart their start() calls were."""
+        if origin_mono is None:
+            return cls.now()
+        m, w = time.monotonic(), time.time()
+        return cls(mono0=float(origin_mono), wall0=w - (m - float(origin_mono)))
+
     def stamp(self, media_s: float) -> tuple[float, float]:
         """(t_mono, t_wall) of a frame `media_s` seconds after the first one."""
         return self.mono0 + media_s, self.wall0 + media_s

@@ -377,6 +377,8 @@ class SyntheticConfig:
                                      # False: every frame, as fast as read (media clock)
     max_frames: int | None = None    # frame periods before eos (dropped ones count); None = endless
     stream: str = "synthetic"        # Packet.stream
+    clock_origin_mono: float | None = None  # time.monotonic() of frame 0; None = at start().
+                                     # Set the same value for both cameras to align them exactly.
 
 
 class SyntheticSource:
@@ -406,8 +408,8 @@ class SyntheticSource:
         self._source = f"synthetic://{config.modality}?seed={config.seed}&scene={config.scene}"
 
     def start(self) -> None:
-        self._clock = MediaClock.now()
-        _world(self.config.seed)        # build the world now, not inside the first read
+        _world(self.config.seed)        # build the world (~0.1 s) before the clock starts
+        self._clock = MediaClock.starting_at(self.config.clock_origin_mono)
 
     def frame_time(self, n: int) -> float:
         """Scene/capture time of frame n in seconds after start (nominal + jitter)."""

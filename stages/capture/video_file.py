@@ -27,6 +27,8 @@ class VideoFileConfig:
     loop: bool = False                 # True: start again at the end (no eos)
     max_frames: int | None = None      # eos after this many frames; None = the whole file (or endless with loop)
     decoder_threads: int = 0           # FFmpeg decoder threads; 0 = auto
+    clock_origin_mono: float | None = None  # time.monotonic() of media time 0; None = at start().
+                                       # Set the same value for both cameras to align them exactly.
 
 
 class VideoFileSource:
@@ -47,8 +49,10 @@ class VideoFileSource:
         self._done = False
 
     def start(self) -> None:
+        # Clock first: the time spent opening must not shift this camera against the other one.
+        clock = MediaClock.starting_at(self.config.clock_origin_mono)
         self._open()
-        self._clock = MediaClock.now()
+        self._clock = clock
 
     def _open(self) -> None:
         path = self.config.path

@@ -1,5 +1,6 @@
 """Video file and image folder sources, on files written here with PyAV and OpenCV."""
 import time
+from pathlib import Path
 
 import av
 import cv2
@@ -139,3 +140,38 @@ def test_image_folder_corrupt_image_raises_naming_the_file_or_skips(tmp_path):
 def test_image_folder_empty_is_a_clear_error(tmp_path):
     with pytest.raises(CaptureError, match="no images at"):
         ImageFolderSource(ImageFolderConfig(path=str(tmp_path))).start()
+
+
+DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+
+
+@pytest.mark.data
+def test_real_tno_sequence_pairs_by_timestamp():
+    seq = DATA / "tno_sequences" / "FEL_images" / "Duine_sequence"
+    if not seq.is_dir():
+        pytest.skip(f"TNO sequences not found at {seq} (see ../shared/data/tno_sequences/README.txt)")
+    vis = ImageFolderSource(ImageFolderConfig(path=str(seq / "visual" / "*v.bmp"), modality="vis", fps=10))
+    ir = ImageFolderSource(ImageFolderConfig(path=str(seq / "thermal" / "*i.bmp"), modality="ir", fps=10))
+    vis.start()
+    ir.start()
+    v, i = _drain(vis)[:-1], _drain(ir)[:-1]
+    assert len(v) == len(i) == 23
+    assert v[0].buffers["vis"].shape == (270, 360, 3) and i[0].buffers["ir"].shape == (270, 360)
+    for a, b in zip(v, i):       # same frame number NNNN at the same media time
+        assert Path(a.meta["source"]).name[:4] == Path(b.meta["source"]).name[:4]
+        assert abs(a.t_mono - b.t_mono) < 0.005
+
+
+def test_file_sources_with_a_shared_origin_pair_exactly(tmp_path):
+    _write_images(tmp_path / "a", 3)
+    _write_video(tmp_path / "b.mp4", n=3)
+    origin = time.monotonic() + 5.0
+    a = ImageFolderSource(ImageFolderConfig(path=str(tmp_path / "a"), fps=10, clock_origin_mono=origin))
+    b = VideoFileSource(VideoFileConfig(path=str(tmp_path / "b.mp4"), modality="ir", clock_origin_mono=origin))
+    a.start()
+    time.sleep(0.1)
+    b.start()
+    ta = [p.t_mono for p in _drain(a)[:-1]]
+    tb = [p.t_mono for p in _drain(b)[:-1]]
+    np.testing.assert_allclose(ta, origin + np.arange(3) / 10, atol=1e-6)
+    np.testing.assert_allclose(tb, ta, atol=1e-6)

@@ -153,7 +153,7 @@ def test_paced_source_skips_stale_frames_and_counts_drops():
     time.sleep(0.35)                                # a slow reader misses ~6 frames at 20 fps
     p = src.read(1.0)
     assert src.drops >= 4
-    assert p.seq >= 5 and time.monotonic() - p.t_mono < 0.1     # the newest frame, not a stale one
+    assert p.seq >= 5 and time.monotonic() - p.t_mono < 0.2     # the newest frame, not one 0.35 s old
 
 
 def test_bad_config_is_a_clear_error():
@@ -161,3 +161,17 @@ def test_bad_config_is_a_clear_error():
         SyntheticSource(SyntheticConfig(modality="uv"))
     with pytest.raises(CaptureError, match="scene"):
         render_pair(0.0, scene="beach")
+
+
+def test_shared_clock_origin_aligns_two_cameras_started_apart():
+    origin = time.monotonic()
+    vis = SyntheticSource(SyntheticConfig(modality="vis", paced=False, jitter_ms=0, clock_origin_mono=origin))
+    ir = SyntheticSource(SyntheticConfig(modality="ir", paced=False, jitter_ms=0, clock_origin_mono=origin))
+    vis.start()
+    time.sleep(0.2)                                  # e.g. the IR process came up later
+    ir.start()
+    v = [vis.read(1.0) for _ in range(3)]
+    i = [ir.read(1.0) for _ in range(2)]
+    assert v[2].t_mono == pytest.approx(i[1].t_mono, abs=1e-6)      # both at 0.1 s after the origin
+    assert v[0].t_mono == pytest.approx(origin, abs=1e-6)
+    assert abs(v[0].t_wall - (time.time() - (time.monotonic() - origin))) < 0.01
