@@ -206,3 +206,41 @@ def test_hotspot_subscriber_prints_boxes_from_the_live_feed(tmp_path):
     counts = [int(re.search(r"hotspots (\d+)", l).group(1)) for l in lines]
     assert sum(c > 0 for c in counts) >= 3, sub.stdout
     assert all("fuser=laplacian" in l and "320x256" in l for l in lines)
+
+
+def test_only_runs_a_graph_split_over_two_invocations(tmp_path):
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ep = ["--set", f"endpoints.registration=pull+bind:tcp://127.0.0.1:{port}"]
+    # Host B: registration, fusion, recorder; runs until host A's end-of-stream arrives.
+    cmd_b, env, _ = cli(tmp_path, "--only", "registration,fusion,recorder", "--duration", "0", *ep, feed=False)
+    proc_b = subprocess.Popen(cmd_b, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # Host A: the two cameras, for 5 s.
+        cmd_a = [c for c in cmd_b]
+        cmd_a[cmd_a.index("--only") + 1] = "capture_vis,capture_ir"
+        cmd_a[cmd_a.index("--duration") + 1] = "5"
+        cmd_a[cmd_a.index("--summary-json") + 1] = str(tmp_path / "summary_a.json")
+        ra = subprocess.run(cmd_a, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+        _, err_b = proc_b.communicate(timeout=30)
+    finally:
+        if proc_b.poll() is None:
+            proc_b.kill()
+    assert ra.returncode == 0, ra.stderr[-1500:]
+    assert proc_b.returncode == 0, err_b[-1500:]
+    a = json.loads((tmp_path / "summary_a.json").read_text())["nodes"]
+    b = json.loads((tmp_path / "summary.json").read_text())["nodes"]
+    assert set(a) == {"capture_vis", "capture_ir"} and set(b) == {"registration", "fusion", "recorder"}
+    assert b["registration"]["stage"]["ir_in"] >= a["capture_ir"]["out"] - 2   # live edge: a few may drop
+    written = b["recorder"]["stage"]["frames_written"]
+    assert written >= 10          # host B may still be starting while host A's first frames go out
+    frames, _, _ = decode_recording(sorted((tmp_path / "rec").glob("fused_*.mp4"))[0])
+    assert frames == written
+
+
+def test_only_refuses_an_edge_without_an_endpoint(tmp_path):
+    cmd, env, _ = cli(tmp_path, "--only", "fusion", feed=False)
+    r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "endpoints.fusion: must be set when running --only fusion" in r.stderr
