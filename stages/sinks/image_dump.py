@@ -68,5 +68,8 @@ class ImageDumpSink:
             self.files.append(path)
         return None
 
+    def stats(self) -> dict:
+        return {"images_written": len(self.files), "skipped": self.skipped}
+
     def stop(self) -> None:
         return None

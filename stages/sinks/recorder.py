@@ -216,6 +216,10 @@ class RecorderSink:
     def frames_written(self) -> int:
         return self._writers[0].frames_written if self._writers else 0
 
+    def stats(self) -> dict:
+        """JSON-able counters for telemetry."""
+        return {"frames_written": self.frames_written, "files": [str(f) for f in self.files]}
+
     def _close_all(self) -> None:
         errors = []
         for w in self._writers:

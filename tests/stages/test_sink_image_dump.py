@@ -22,7 +22,7 @@ def test_every_nth_packet_bounded_and_exact(tmp_path):
     sink.stop()
     assert sorted(p.name for p in (tmp_path / "d").iterdir()) == [
         f"s_{seq:06d}_{b}.png" for seq in (0, 3, 6) for b in ("ir", "vis")]
-    assert sink.skipped == 4                                  # seq 9, 12, 15, 18
+    assert sink.stats() == {"images_written": 6, "skipped": 4}      # seq 9, 12, 15, 18 skipped
     assert np.array_equal(cv2.imread(str(tmp_path / "d" / "s_000006_vis.png")), _pair(6).buffers["vis"])
     assert np.array_equal(cv2.imread(str(tmp_path / "d" / "s_000003_ir.png"), cv2.IMREAD_UNCHANGED),
                           _pair(3).buffers["ir"])
