@@ -106,7 +106,7 @@ _KILLED_WRITER = textwrap.dedent("""
     from stages.capture.synthetic import SyntheticConfig, SyntheticSource
     from stages.sinks.recorder import RecorderConfig, RecorderSink
     src = SyntheticSource(SyntheticConfig(modality="ir", paced=False))
-    rec = RecorderSink(RecorderConfig(out_dir=sys.argv[1], buffer="ir", fps=10, gop_s=1.0))
+    rec = RecorderSink(RecorderConfig(out_dir=sys.argv[1], buffer="ir", fps=10, gop_s=1.0, container=sys.argv[3]))
     src.start(); rec.start()
     for i in range(1000):
         rec.process(src.read(1.0))
@@ -115,8 +115,9 @@ _KILLED_WRITER = textwrap.dedent("""
 """)
 
 
-def test_sigkill_mid_write_leaves_a_playable_file(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-c", _KILLED_WRITER, str(tmp_path), str(REPO)],
+@pytest.mark.parametrize("container", ["mp4", "mkv"])
+def test_sigkill_mid_write_leaves_a_playable_file(tmp_path, container):
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_WRITER, str(tmp_path), str(REPO), container],
                             stdout=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     written = 0
     deadline = time.monotonic() + 60
@@ -130,6 +131,6 @@ def test_sigkill_mid_write_leaves_a_playable_file(tmp_path):
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     assert written >= 35, "the writer process did not get going"
-    n, pts, _, _ = _decode(tmp_path / "fused_000.mp4")
+    n, pts, _, _ = _decode(tmp_path / f"fused_000.{container}")
     assert n >= 30                                     # everything up to the last fragment (GOP 10)
     np.testing.assert_allclose(np.diff(pts), 0.1, atol=0.0095)  # IR jitter +-4 ms, ms rounding
