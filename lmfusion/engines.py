@@ -50,12 +50,20 @@ ENGINES = {"torch": TorchEngine}
 
 
 def make_engine(name: str, model: LMFusionNet, device: str, precision: str, **kw):
+    """Build an engine by name; ``kw`` are engine options (e.g. OrtEngine's fallback, threads).
+
+    "torch" on a CUDA device is the pipelined CudaStreamEngine (3 CUDA streams, pinned buffers);
+    on the CPU it is TorchEngine. "onnxruntime" is OrtEngine (needs onnx + onnxruntime).
+    """
     if name == "onnxruntime":
-        from .onnx_engine import OrtEngine  # optional: needs onnx + onnxruntime
+        from .onnx_engine import OrtEngine
         return OrtEngine(model, device=device, precision=precision, **kw)
+    if name == "torch" and device.startswith("cuda"):
+        from .cuda_engine import CudaStreamEngine  # raises LMFusionError when CUDA is absent
+        return CudaStreamEngine(model, device=device, precision=precision, **kw)
     if name not in ENGINES:
         raise LMFusionError(f"engine {name!r}: expected one of: {', '.join([*ENGINES, 'onnxruntime'])}")
-    return ENGINES[name](model, device=device, precision=precision)
+    return ENGINES[name](model, device=device, precision=precision, **kw)
 
 
 __all__ = ["TorchEngine", "make_engine", "STRATEGIES"]
