@@ -13,7 +13,8 @@ What FFmpeg does on its own, and why each guard exists:
 - After a reconnect the stream can "open" and then deliver nothing; a first frame must arrive
   within first_frame_timeout_s or the attempt counts as failed.
 - Reconnects back off exponentially (backoff_initial_s, x backoff_factor, capped at
-  backoff_max_s), one warning per attempt. After max_retries consecutive failed attempts read()
+  backoff_max_s), one warning per attempt. A stream that ran for at least backoff_max_s and
+  then broke is reconnected at once; one that breaks sooner (a flapping camera) keeps backing off. After max_retries consecutive failed attempts read()
   raises RtspError (one line, URL masked, timeouts named); max_retries=None retries forever.
 
 Passwords never leave this module: the URL is masked in logs, errors and packet meta, and FFmpeg's
@@ -95,7 +96,9 @@ class RtspSource:
         self.connected = False
         self.t_start: float | None = None
         self.t_first_frame: float | None = None
-        self.reconnect_events: list[dict] = []   # {t_lost, t_first_frame, gap_s} per successful reconnect
+        self.reconnect_events: list[dict] = []   # per successful reconnect, times in time.monotonic() s:
+        # t_last_frame (before the loss), t_lost (loss detected), t_first_frame (after), gap_s (first - last)
+        self._t_last_frame: float | None = None
 
     # ---- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -154,14 +157,20 @@ class RtspSource:
         t_lost: float | None = None           # when the last good connection ended
         while not self._stop.is_set():
             self.attempts += 1
-            got_frames, reason = self._connect_and_pump(connection, t_lost)
+            t_first, reason = self._connect_and_pump(connection, t_lost)
             self.connected = False
             if self._stop.is_set():
                 break
+            got_frames = t_first is not None
             if got_frames:
                 connection += 1
-                failures, delay = 0, cfg.backoff_initial_s
+                failures = 0
                 t_lost = time.monotonic()
+                # A stream that breaks soon after it started (a flapping camera) keeps backing off
+                # instead of reconnecting in a tight loop; a long healthy one reconnects at once.
+                healthy = t_lost - t_first >= cfg.backoff_max_s
+                if healthy:
+                    delay = cfg.backoff_initial_s
             else:
                 failures += 1
             self.last_error = reason
@@ -174,27 +183,30 @@ class RtspSource:
                     self._fatal = err
                     self._cond.notify_all()
                 return
-            if got_frames:                      # a working stream broke: try again at once
+            if got_frames and healthy:          # a working stream broke: try again at once
                 log.warning("rtsp %s: %s; reconnecting now", self.source, reason)
                 continue
             tries = "" if cfg.max_retries is None else f"/{cfg.max_retries}"
-            log.warning("rtsp %s: %s; retry %d%s in %.1f s", self.source, reason, failures, tries, delay)
+            log.warning("rtsp %s: %s; retry %d%s in %.1f s", self.source, reason, max(failures, 1), tries, delay)
             if self._stop.wait(delay):
                 break
             delay = min(delay * cfg.backoff_factor, cfg.backoff_max_s)
 
-    def _connect_and_pump(self, connection: int, t_lost: float | None) -> tuple[bool, str]:
-        """One connection: open, decode until it ends. Returns (delivered a frame?, why it ended)."""
+    def _connect_and_pump(self, connection: int, t_lost: float | None) -> tuple[float | None, str]:
+        """One connection: open, decode until it ends.
+
+        Returns (time.monotonic() of its first frame, or None if it delivered none; why it ended).
+        """
         cfg = self.config
         options = {"rtsp_transport": cfg.transport, **{k: str(v) for k, v in cfg.ffmpeg_options.items()}}
         container = None
-        got = False
+        got: float | None = None
         phase, t_phase = "open", time.monotonic()
         try:
             container = av.open(cfg.url, options=options, timeout=(cfg.open_timeout_s, cfg.read_timeout_s))
             video = container.streams.video[0] if container.streams.video else None
             if video is None:
-                return False, "no video stream in the RTSP session"
+                return None, "no video stream in the RTSP session"
             video.codec_context.thread_count = cfg.decoder_threads
             self.connected = True
             deadline = time.monotonic() + cfg.first_frame_timeout_s
@@ -205,19 +217,19 @@ class RtspSource:
                     return got, "stopped"
                 for frame in packet.decode():
                     t_mono, t_wall = time.monotonic(), time.time()
-                    if not got:
-                        got = True
+                    if got is None:
+                        got = t_mono
                         if self.t_first_frame is None:
                             self.t_first_frame = t_mono
                         if t_lost is not None:
+                            gap = t_mono - self._t_last_frame
                             self.reconnects += 1
-                            self.reconnect_events.append({"t_lost": t_lost, "t_first_frame": t_mono,
-                                                          "gap_s": t_mono - t_lost})
-                            log.info("rtsp %s: reconnected, first frame %.2f s after the loss", self.source,
-                                     t_mono - t_lost)
+                            self.reconnect_events.append({"t_last_frame": self._t_last_frame, "t_lost": t_lost,
+                                                          "t_first_frame": t_mono, "gap_s": gap})
+                            log.info("rtsp %s: reconnected; %.2f s without frames", self.source, gap)
                     self._publish(frame, t_mono, t_wall, connection)
-                if not got and time.monotonic() > deadline:
-                    return False, f"no frame within the first-frame timeout of {cfg.first_frame_timeout_s:g} s"
+                if got is None and time.monotonic() > deadline:
+                    return None, f"no frame within the first-frame timeout of {cfg.first_frame_timeout_s:g} s"
             return got, "stream ended (server closed the connection)"
         except av.FFmpegError as e:
             # When PyAV's timeout interrupts FFmpeg, the error says "Immediate exit" or "Invalid
@@ -239,6 +251,7 @@ class RtspSource:
 
     def _publish(self, frame, t_mono: float, t_wall: float, connection: int) -> None:
         pts = float(frame.time) if frame.time is not None else None
+        self._t_last_frame = t_mono
         with self._cond:
             if self._slot is not None:
                 self.drops += 1               # the reader was slower than the camera

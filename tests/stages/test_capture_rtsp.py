@@ -74,7 +74,7 @@ def test_slow_reader_gets_the_newest_frame_and_drops_are_counted(rtsp_server):
         assert src.read(5.0) is not None
         time.sleep(1.0)                                  # the consumer stalls for 20 camera frames
         p = src.read(1.0)
-        assert time.monotonic() - p.t_mono < 0.15         # newest, not a second-old frame
+        assert time.monotonic() - p.t_mono < 0.25         # newest, not a second-old frame
         assert src.drops >= 10
         nxt = src.read(1.0)
         assert nxt.seq > p.seq
@@ -89,7 +89,7 @@ def test_server_kill_and_restart_is_survived(rtsp_server, caplog):
     src.start()
     try:
         assert src.read(5.0) is not None
-        _collect(src, 0.5)
+        _collect(src, 1.2)                               # healthy for > backoff_max_s: retry at once
         rtsp_server.kill()                               # 2 s outage on the same port
         time.sleep(2.0)
         t_back = rtsp_server.start()
@@ -104,12 +104,12 @@ def test_server_kill_and_restart_is_survived(rtsp_server, caplog):
         stats = src.stats()
         assert stats["reconnects"] == 1 and len(stats["reconnect_events"]) == 1
         event = stats["reconnect_events"][0]
-        assert 2.0 <= event["gap_s"] < 6.0
+        assert 2.0 <= event["gap_s"] < 6.0 and event["t_last_frame"] <= event["t_lost"] < event["t_first_frame"]
         assert after.t_mono - t_back < 3.0               # backoff is capped at 1 s here
         assert len(_collect(src, 1.0)) >= 6             # and the stream flows again
     finally:
         src.stop()
-    assert "reconnect" in caplog.text
+    assert "stream ended (server closed the connection); reconnecting now" in caplog.text
     _assert_no_password(caplog.text + json.dumps(src.stats()))
 
 
