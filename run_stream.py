@@ -93,6 +93,12 @@ def apply_args(raw: dict, args: argparse.Namespace) -> dict:
     return data
 
 
+# endpoints.<key> -> (the node that binds it, the node(s) that connect to it)
+EDGE_ENDS = {"registration_vis": ("registration", "capture_vis"), "registration_ir": ("registration", "capture_ir"),
+             "fusion": ("fusion", "registration"), "recorder": ("recorder", "fusion"),
+             "image_dump": ("image_dump", "fusion")}
+
+
 def select_only(specs: list, only: str, gc) -> list:
     names = [s.strip() for s in only.split(",") if s.strip()]
     present = {s.name for s in specs}
@@ -104,26 +110,20 @@ def select_only(specs: list, only: str, gc) -> list:
     needs = set()
     for s in chosen:
         if s.role == "source":
-            needs.add("registration")
+            needs.add(f"registration_{s.name.split('_')[1]}")
         if s.name == "registration":
-            needs.update({"registration", "fusion"})
+            needs.update({"registration_vis", "registration_ir", "fusion"})
         if s.name == "fusion":
             needs.add("fusion")
             needs.update(n for n in ("recorder", "image_dump") if getattr(gc, n).enabled)
         if s.role == "sink":
             needs.add(s.name)
-    for n in sorted(needs):
-        local = all(x in names for x in _edge_ends(n, specs))
-        if not local and not getattr(gc.endpoints, n):
-            raise ConfigError(f"{gc.path}: endpoints.{n}: must be set when running --only {only} "
+    for key in sorted(needs):
+        local = all(x in names for x in EDGE_ENDS[key])
+        if not local and not getattr(gc.endpoints, key):
+            raise ConfigError(f"{gc.path}: endpoints.{key}: must be set when running --only {only} "
                               f"(the stages on the other side of this edge run elsewhere)")
     return chosen
-
-
-def _edge_ends(node: str, specs: list) -> list[str]:
-    ups = {"registration": ["capture_vis", "capture_ir"], "fusion": ["registration"],
-           "recorder": ["fusion"], "image_dump": ["fusion"]}[node]
-    return [node, *ups]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -75,8 +75,10 @@ class EndpointsConfig:
     (ipc in a temp dir, or inproc in thread mode). Set them to split a graph over hosts with
     `--only`; `<stage>_peer` is what the upstream side uses when it differs from the mirror
     (e.g. the stage binds tcp://0.0.0.0:5555, upstream connects to tcp://hostB:5555)."""
-    registration: str = ""
-    registration_peer: str = ""
+    registration_vis: str = ""
+    registration_vis_peer: str = ""
+    registration_ir: str = ""
+    registration_ir_peer: str = ""
     fusion: str = ""
     fusion_peer: str = ""
     recorder: str = ""

@@ -225,34 +225,37 @@ def build_specs(gc: GraphConfig, mode: str, factories: dict[str, str] | None = N
     base = _ipc_dir(pc) if mode == "process" else ""
     run_id = f"{os.getpid()}-{id(gc):x}"
 
-    def default_input(node: str) -> str:
+    def default_input(key: str) -> str:
         if mode == "thread":
-            return f"pull+bind:inproc://{run_id}-{node}"
-        return f"pull+bind:ipc://{base}/{node}.sock"
+            return f"pull+bind:inproc://{run_id}-{key}"
+        return f"pull+bind:ipc://{base}/{key}.sock"
 
-    def input_of(node: str) -> tuple[str, str]:
-        """(this node's input endpoint, what upstream uses)."""
-        own = getattr(gc.endpoints, node) or default_input(node)
-        peer = getattr(gc.endpoints, f"{node}_peer")
+    def input_of(key: str) -> tuple[str, str]:
+        """(the consuming node's input endpoint, what upstream uses) for endpoints.<key>."""
+        own = getattr(gc.endpoints, key) or default_input(key)
+        peer = getattr(gc.endpoints, f"{key}_peer")
         if not peer:
             ep = parse_endpoint(own, True)
             peer = str(ep.peer("push"))
         return own, peer
 
-    reg_in, reg_peer = input_of("registration")
     fus_in, fus_peer = input_of("fusion")
     inp = lambda ep, name: {"endpoint": ep, "policy": policy, "queue_len": pc.queue_len, "name": name}
     out = lambda ep, name: {"endpoint": ep, "block": not lossy, "name": name}
 
     specs = []
+    reg_inputs = []
     for node, sec, modality in (("capture_vis", gc.capture_vis, "vis"), ("capture_ir", gc.capture_ir, "ir")):
+        # One registration input per camera, so lossless runs can merge the two in time order.
+        r_in, r_peer = input_of(f"registration_{modality}")
+        reg_inputs.append(inp(r_in, node))
         specs.append(NodeSpec(name=node, role="source", config={"url": sec.url, **sec.options},
-                              inputs=[], outputs=[out(reg_peer, "registration")],
+                              inputs=[], outputs=[out(r_peer, "registration")],
                               extra={"modality": modality}))
     reg_cfg = dataclass_to_dict(gc.registration)
     reg_cfg["stream"] = reg_cfg["stream"] or pc.stream
     specs.append(NodeSpec(name="registration", role="stage", config=reg_cfg,
-                          inputs=[inp(reg_in, "captures")], outputs=[out(fus_peer, "fusion")], expected_eos=2))
+                          inputs=reg_inputs, outputs=[out(fus_peer, "fusion")], expected_eos=2))
     fusion_outputs = []
     for sink in ("recorder", "image_dump"):
         section = getattr(gc, sink)
@@ -267,7 +270,7 @@ def build_specs(gc: GraphConfig, mode: str, factories: dict[str, str] | None = N
         fusion_outputs.append({"endpoint": gc.detector_feed.endpoint, "block": False, "name": "detector_feed"})
     specs.insert(3, NodeSpec(name="fusion", role="stage", config=dataclass_to_dict(gc.fusion),
                              inputs=[inp(fus_in, "registration")], outputs=fusion_outputs,
-                             max_outputs=pc.max_frames, batch=1))
+                             max_outputs=pc.max_frames, batch=gc.fusion.max_batch))
     for s in specs:
         if factories and s.name in factories:
             s.factory = factories[s.name]

@@ -193,6 +193,42 @@ def _source_loop(spec, source, receivers, senders, control, stats, stop: threadi
         stats.count_out(pkt.t_mono)
 
 
+class _TimeOrderedMerge:
+    """Lossless inputs merged in capture-time order (`t_mono`).
+
+    Files are read as fast as the pipeline takes them, so one input can run far ahead of the
+    other in media time. Taking whichever packet is oldest, and waiting for an input that has
+    nothing yet (its peer's bounded queue then pushes back on the faster source), keeps the two
+    streams aligned so registration can pair them. An input that has ended no longer holds the
+    merge back.
+    """
+
+    def __init__(self, receivers: list[PacketReceiver]):
+        self.receivers = receivers
+        self.heads: list[Packet | None] = [None] * len(receivers)
+        self.ended = [False] * len(receivers)
+
+    def get(self) -> Packet | None:
+        for i, r in enumerate(self.receivers):
+            if self.heads[i] is None and not self.ended[i]:
+                self.heads[i] = r.get(0)
+        waiting = [i for i in range(len(self.receivers)) if self.heads[i] is None and not self.ended[i]]
+        if waiting:
+            i = waiting[0]
+            self.heads[i] = self.receivers[i].get(READ_SLICE_S)
+            if self.heads[i] is None:
+                return None          # still waiting for the lagging input (the loop checks stop flags)
+        ready = [i for i in range(len(self.receivers)) if self.heads[i] is not None]
+        if not ready:
+            return None
+        # EOS goes first: it carries no time and frees its input from holding the merge back.
+        i = min(ready, key=lambda k: (not self.heads[k].is_eos, self.heads[k].t_mono))
+        pkt, self.heads[i] = self.heads[i], None
+        if pkt.is_eos:
+            self.ended[i] = True
+        return pkt
+
+
 def _next_packet(receivers: list[PacketReceiver], rr: list[int]) -> Packet | None:
     """Round-robin over inputs so one busy input cannot starve another."""
     n = len(receivers)
@@ -214,6 +250,9 @@ def _stage_loop(spec, stage, receivers, senders, control, stats, stop: threading
     batch = max(1, int(spec.get("batch") or 1))
     limit_hit = False
     drain_deadline: float | None = None
+    merge = None
+    if len(receivers) > 1 and all(r.policy == "block" for r in receivers):
+        merge = _TimeOrderedMerge(receivers)
 
     def keep_trying() -> bool:
         return drain_deadline is None or time.monotonic() < drain_deadline
@@ -243,7 +282,7 @@ def _stage_loop(spec, stage, receivers, senders, control, stats, stop: threading
             log.warning("%s: end-of-stream did not arrive within %.1fs of stop; stopping anyway",
                         spec["name"], spec["drain_s"])
             return
-        pkt = _next_packet(receivers, rr)
+        pkt = merge.get() if merge is not None else _next_packet(receivers, rr)
         if pkt is None:
             continue
         if pkt.is_eos:
@@ -257,31 +296,31 @@ def _stage_loop(spec, stage, receivers, senders, control, stats, stop: threading
         stats.packets_in += 1
         if limit_hit:
             continue
-        group = [pkt]
-        if batch > 1 and hasattr(stage, "process_batch"):
+        eos_pkt = None
+        if batch > 1 and len(receivers) == 1 and hasattr(stage, "process_batch"):
             # Fuse what is already queued in one call; never wait for a batch to fill (latency).
+            group = [pkt]
             while len(group) < batch:
-                more = receivers[0].get(0) if len(receivers) == 1 else None
+                more = receivers[0].get(0)
                 if more is None:
                     break
-                stats.packets_in += 0 if more.is_eos else 1
-                group.append(more)
                 if more.is_eos:
+                    eos_pkt = more
                     break
-            outs = stage.process_batch(group)
-            if group[-1].is_eos:
-                eos_seen += 1
-                emit([o for o in outs if not o.is_eos])
-                if eos_seen >= eos_needed:
-                    if not limit_hit:
-                        _send_all(senders, Packet.eos(spec["stream"], **group[-1].meta), keep_trying)
-                    return
-                continue
-            emit(outs)
+                stats.packets_in += 1
+                group.append(more)
+            emit(stage.process_batch(group))
         else:
             emit(stage.process(pkt))
             if spec["role"] == "sink":
                 stats.count_out(pkt.t_mono)   # a sink's "output" is what it consumed (recorded)
+        if eos_pkt is not None:
+            eos_seen += 1
+            if eos_seen >= eos_needed:
+                emit(stage.process(eos_pkt))
+                if not limit_hit:
+                    _send_all(senders, Packet.eos(spec["stream"], **eos_pkt.meta), keep_trying)
+                return
 
 
 # -- process entry ---------------------------------------------------------------------------------

@@ -40,10 +40,14 @@ class FusionConfig:
     engine: Literal["torch", "onnxruntime"] = "torch"  # lmfusion only
     strategy: str = "average"                       # lmfusion latent fusion strategy
     laplacian_levels: int = 4                       # laplacian only: pyramid levels (count)
+    max_batch: int = 1                              # pairs fused in one call when several are already queued
+                                                    # (GPU throughput); never waits for a batch to fill
 
     def __post_init__(self) -> None:
         if not 1 <= self.laplacian_levels <= 8:
             raise ValueError(f"laplacian_levels: must be in 1..8, got {self.laplacian_levels}")
+        if not 1 <= self.max_batch <= 64:
+            raise ValueError(f"max_batch: must be in 1..64, got {self.max_batch}")
         if self.precision == "fp16" and self.device != "cuda":
             raise ValueError("precision: fp16 needs device: cuda")
 

@@ -213,7 +213,8 @@ def test_only_runs_a_graph_split_over_two_invocations(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    ep = ["--set", f"endpoints.registration=pull+bind:tcp://127.0.0.1:{port}"]
+    ep = ["--set", f"endpoints.registration_vis=pull+bind:tcp://127.0.0.1:{port}",
+          "--set", f"endpoints.registration_ir=pull+bind:ipc://{tmp_path}/reg_ir.sock"]
     # Host B: registration, fusion, recorder; runs until host A's end-of-stream arrives.
     cmd_b, env, _ = cli(tmp_path, "--only", "registration,fusion,recorder", "--duration", "0", *ep, feed=False)
     proc_b = subprocess.Popen(cmd_b, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -80,3 +80,17 @@ def test_max_frames_ends_the_run_with_exactly_that_many_fused_frames(tmp_path, c
     assert res.stage("fusion")["out"] == 12
     assert res.stage("recorder")["stage"]["frames_written"] == 12
     assert res.elapsed_s < 20
+
+
+def test_batched_fusion_keeps_every_frame_in_order(tmp_path, calibration_file):
+    gc = demo_config(tmp_path, calibration_file, **{
+        "pipeline.max_frames": 15, "pipeline.policy": "lossless", "fusion.max_batch": 4,
+        "capture_vis.paced": False, "capture_ir.paced": False})
+    seqs = []
+    specs = build_specs(gc, "thread", factories={"recorder": "recording_probe:RecordingProbe"})
+    import recording_probe
+    recording_probe.SEEN = seqs
+    res = Runner(specs, mode="thread", status_out=None, duration_s=30).run()
+    assert res.exit_code == 0, res.reason
+    assert res.stage("fusion")["out"] == 15
+    assert seqs == list(range(15))
