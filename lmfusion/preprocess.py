@@ -22,23 +22,32 @@ import torch.nn.functional as F
 
 from .errors import InputError
 
-# ITU-R BT.601 as OpenCV's 8-bit YCrCb (cv2.COLOR_BGR2YCrCb), offsets and scales in grey levels.
-_KR, _KG, _KB = 0.299, 0.587, 0.114
-_CR, _CB = 0.713, 0.564          # Cr = (R - Y) * 0.713 + 128, Cb = (B - Y) * 0.564 + 128
+# ITU-R BT.601 as OpenCV's 8-bit YCrCb (cv2.COLOR_BGR2YCrCb), in grey levels.
+# Forward: OpenCV's fixed-point form (coefficients * 2^14): Y = 0.299 R + 0.587 G + 0.114 B,
+# Cr = (R - Y) * 0.713 + 128, Cb = (B - Y) * 0.564 + 128, each rounded half up.
+_SHIFT = 14
+_HALF = 1 << (_SHIFT - 1)
+_DELTA = (128 << _SHIFT) + _HALF
+_Y_R, _Y_G, _Y_B, _CR_I, _CB_I = 4899, 9617, 1868, 11682, 9241
+# Back (float, rounded): R = Y + 1.403 Cr', G = Y - 0.714 Cr' - 0.344 Cb', B = Y + 1.773 Cb'.
 _R_CR, _G_CR, _G_CB, _B_CB = 1.403, -0.714, -0.344, 1.773
 
 
 def bgr_to_ycrcb(bgr: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) BGR, uint8 or float in [0, 255] -> (B, 3, H, W) float32 YCrCb in [0, 255],
-    rounded to integers as OpenCV's 8-bit conversion."""
+    """(B, 3, H, W) BGR, uint8 or float in [0, 255] (rounded first) -> (B, 3, H, W) float32
+    YCrCb in [0, 255], bit-exact with OpenCV's 8-bit cv2.COLOR_BGR2YCrCb.
+
+    Integer arithmetic with OpenCV's 14-bit fixed-point coefficients, so the chroma is exact:
+    an error of one level in Cb becomes 1.8 levels of blue on the way back.
+    """
     if bgr.ndim != 4 or bgr.shape[1] != 3:
         raise InputError(f"bgr: expected (B, 3, H, W), got {tuple(bgr.shape)}")
-    x = bgr.float()
+    x = bgr.round().to(torch.int32) if bgr.is_floating_point() else bgr.to(torch.int32)
     b, g, r = x[:, 0], x[:, 1], x[:, 2]
-    y = _KR * r + _KG * g + _KB * b
-    cr = (r - y) * _CR + 128.0
-    cb = (b - y) * _CB + 128.0
-    return torch.stack([y, cr, cb], dim=1).round().clamp(0, 255)
+    y = (r * _Y_R + g * _Y_G + b * _Y_B + _HALF) >> _SHIFT
+    cr = ((r - y) * _CR_I + _DELTA) >> _SHIFT
+    cb = ((b - y) * _CB_I + _DELTA) >> _SHIFT
+    return torch.stack([y, cr, cb], dim=1).clamp(0, 255).float()
 
 
 def ycrcb_to_bgr(ycc: torch.Tensor) -> torch.Tensor:
