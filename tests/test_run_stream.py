@@ -245,3 +245,35 @@ def test_only_refuses_an_edge_without_an_endpoint(tmp_path):
     cmd, env, _ = cli(tmp_path, "--only", "fusion", feed=False)
     r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "endpoints.fusion: must be set when running --only fusion" in r.stderr
+
+
+def write_video(path: Path, frames: list, fps: int) -> None:
+    """Frames (BGR or gray uint8) -> H.264 MP4 with PyAV."""
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=fps)
+        s.height, s.width = frames[0].shape[:2]
+        s.pix_fmt = "yuv420p"
+        for img in frames:
+            fmt = "gray" if img.ndim == 2 else "bgr24"
+            for pkt in s.encode(av.VideoFrame.from_ndarray(img, format=fmt)):
+                c.mux(pkt)
+        for pkt in s.encode():
+            c.mux(pkt)
+
+
+def test_two_video_files_are_fused_losslessly(tmp_path):
+    from stages.capture.synthetic import render_ir, render_vis
+    write_video(tmp_path / "vis.mp4", [render_vis(n / 20) for n in range(40)], 20)
+    write_video(tmp_path / "ir.mp4", [render_ir(n / 10) for n in range(20)], 10)
+    cmd, env, _ = cli(tmp_path, "--config", str(REPO / "configs" / "files.yaml"),
+                      "--vis", str(tmp_path / "vis.mp4"), "--ir", str(tmp_path / "ir.mp4"), feed=False)
+    r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    nodes = json.loads((tmp_path / "summary.json").read_text())["nodes"]
+    assert nodes["capture_vis"]["out"] == 40 and nodes["capture_ir"]["out"] == 20
+    reg = nodes["registration"]["stage"]
+    assert reg["pairs"] == 20 and reg["unmatched_ir"] == 0          # every IR frame found its VIS partner
+    assert sum(n.get("drops_in", 0) + n.get("drops_out", 0) for n in nodes.values()) == 0
+    assert nodes["recorder"]["stage"]["frames_written"] == 20
+    frames, duration, _ = decode_recording(sorted((tmp_path / "rec").glob("fused_*.mp4"))[0])
+    assert frames == 20 and abs(duration - 1.9) < 0.05
