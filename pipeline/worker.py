@@ -104,7 +104,7 @@ def run_node(spec: dict, ctx: zmq.Context, stop: threading.Event, go: threading.
         if role != "source":
             stage.start()
             started = True
-        control.send("ready")
+        control.send("ready", pid=os.getpid())
         if role == "source":
             while not go.wait(READ_SLICE_S):
                 if stop.is_set():

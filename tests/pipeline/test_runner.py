@@ -94,3 +94,30 @@ def test_batched_fusion_keeps_every_frame_in_order(tmp_path, calibration_file):
     assert res.exit_code == 0, res.reason
     assert res.stage("fusion")["out"] == 15
     assert seqs == list(range(15))
+
+
+def test_a_stage_process_killed_mid_run_stops_everything(tmp_path, calibration_file):
+    import signal
+    import threading
+    gc = demo_config(tmp_path, calibration_file)
+    pids, result = {}, []
+
+    def on_event(msg):
+        if msg.get("type") == "ready":
+            pids[msg["node"]] = msg["pid"]
+        if msg.get("type") == "stats" and msg["node"] == "fusion" and msg.get("out", 0) >= 5 and "killed" not in pids:
+            pids["killed"] = True
+            os.kill(pids["fusion"], signal.SIGKILL)     # as the OOM killer would
+
+    runner = Runner(build_specs(gc, "process"), mode="process", duration_s=30, status_out=None,
+                    shutdown_timeout_s=5.0, on_event=on_event)
+    t = threading.Thread(target=lambda: result.append(runner.run()))
+    t0 = time.monotonic()
+    t.start()
+    t.join(60)
+    assert not t.is_alive(), "the runner hung after a stage died"
+    res = result[0]
+    assert res.exit_code == 1 and res.reason == "stage fusion failed: process ended (killed by signal 9)"
+    assert time.monotonic() - t0 < 30
+    for pid in res.pids:
+        assert not Path(f"/proc/{pid}").exists()
