@@ -33,6 +33,7 @@ import time
 from dataclasses import dataclass, field
 
 import av
+import numpy as np
 
 from pipeline.packet import Packet
 from stages.capture.source import CaptureError, check_modality, mask_url
@@ -135,7 +136,8 @@ class RtspSource:
             return None
         frame, seq, t_mono, t_wall, pts, connection = slot
         # Converted here, not in the reader thread: frames overwritten before being read cost no conversion.
-        image = frame.to_ndarray(format="bgr24" if self.config.modality == "vis" else "gray")
+        # PyAV hands out views with padded rows; consumers and the wire codec want dense arrays.
+        image = np.ascontiguousarray(frame.to_ndarray(format="bgr24" if self.config.modality == "vis" else "gray"))
         return Packet(stream=self.config.stream, kind="frame", seq=seq, t_mono=t_mono, t_wall=t_wall, pts=pts,
                       buffers={self.config.modality: image},
                       meta={"modality": self.config.modality, "source": self.source, "clock": "capture",

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import av
+import numpy as np
 
 from pipeline.packet import Packet
 from stages.capture.source import CaptureError, MediaClock, check_modality
@@ -105,7 +106,8 @@ class VideoFileSource:
             return None
         self._pending = None
         self._last_pts = pts
-        image = frame.to_ndarray(format="bgr24" if cfg.modality == "vis" else "gray")
+        # PyAV hands out views with padded rows; consumers and the wire codec want dense arrays.
+        image = np.ascontiguousarray(frame.to_ndarray(format="bgr24" if cfg.modality == "vis" else "gray"))
         t_mono, t_wall = self._clock.stamp(media_s)
         packet = Packet(stream=cfg.stream, kind="frame", seq=self.frames, t_mono=t_mono, t_wall=t_wall,
                         pts=self._first_pts + media_s, buffers={cfg.modality: image},

@@ -12,7 +12,7 @@ from stages.capture.source import CaptureError
 from stages.capture.video_file import VideoFileConfig, VideoFileSource
 
 
-def _write_video(path, n=20, fps=10, w=64, h=48):
+def _write_video(path, n=20, fps=10, w=66, h=48):
     """n frames whose mean brightness encodes the index (10 * i + 20)."""
     with av.open(str(path), "w") as c:
         s = c.add_stream("libx264", rate=fps, options={"preset": "ultrafast", "crf": "10"})
@@ -52,7 +52,8 @@ def test_video_file_frames_pts_and_eos(tmp_path):
     t = np.array([p.t_mono for p in frames])
     np.testing.assert_allclose(t - t[0], np.arange(20) / 10, atol=1e-6)  # media clock
     img = frames[5].buffers["vis"]
-    assert img.shape == (48, 64, 3) and abs(int(img[:, 32:, 1].mean()) - 70) <= 3
+    assert img.shape == (48, 66, 3) and abs(int(img[:, 32:, 1].mean()) - 70) <= 3
+    assert img.flags["C_CONTIGUOUS"]                  # PyAV's padded rows are not passed on
     assert img[:, :8, 2].mean() > 200 and img[:, :8, 0].mean() < 50
     assert frames[0].meta == {"modality": "vis", "source": str(tmp_path / "v.mp4"), "clock": "media"}
 
@@ -64,7 +65,7 @@ def test_video_file_as_ir_is_gray_and_loops_with_increasing_time(tmp_path):
     packets = _drain(src)
     frames = packets[:-1]
     assert len(frames) == 12 and packets[-1].is_eos
-    assert frames[0].buffers["ir"].shape == (48, 64)
+    assert frames[0].buffers["ir"].shape == (48, 66) and frames[0].buffers["ir"].flags["C_CONTIGUOUS"]
     assert [p.pts for p in frames] == pytest.approx([i / 10 for i in range(12)], abs=1e-6)
     assert abs(int(frames[7].buffers["ir"][:, 32:].mean()) - int(frames[2].buffers["ir"][:, 32:].mean())) <= 1
 

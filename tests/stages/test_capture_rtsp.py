@@ -54,7 +54,7 @@ def test_frames_arrive_with_stamps_and_masked_meta(rtsp_server, mount, modality,
     finally:
         src.stop()
     assert all(p.kind == "frame" and p.buffers[modality].shape == shape for p in frames)
-    assert all(p.buffers[modality].dtype == np.uint8 for p in frames)
+    assert all(p.buffers[modality].dtype == np.uint8 and p.buffers[modality].flags["C_CONTIGUOUS"] for p in frames)
     assert len(frames) >= 0.6 * 1.5 * fps
     assert np.all(np.diff([p.seq for p in frames]) >= 1) and np.all(np.diff([p.t_mono for p in frames]) > 0)
     assert abs(frames[-1].t_wall - time.time()) < 2.0
