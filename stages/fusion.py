@@ -38,7 +38,8 @@ class FusionConfig:
     weights_dir: str = "weights"                    # lmfusion only: directory of shipped weights
     precision: Literal["fp32", "fp16"] = "fp32"     # lmfusion only; fp16 needs cuda
     engine: Literal["torch", "onnxruntime"] = "torch"  # lmfusion only
-    strategy: str = "average"                       # lmfusion latent fusion strategy
+    model: Literal["default", "paper"] = "default"  # lmfusion only: which shipped weights file
+    strategy: str = ""                              # lmfusion latent fusion strategy; "" = the weights' own
     laplacian_levels: int = 4                       # laplacian only: pyramid levels (count)
     max_batch: int = 1                              # pairs fused in one call when several are already queued
                                                     # (GPU throughput); never waits for a batch to fill
@@ -67,7 +68,7 @@ class FusionStage:
             try:
                 import lmfusion
                 fuser = lmfusion.load(weights_dir=cfg.weights_dir, device=cfg.device, precision=cfg.precision,
-                                      engine=cfg.engine, strategy=cfg.strategy)
+                                      engine=cfg.engine, strategy=cfg.strategy or None, model=cfg.model)
             except Exception as e:  # WeightsError, missing package, CUDA absent: all mean "cannot run"
                 reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
                 if cfg.fallback == "none":

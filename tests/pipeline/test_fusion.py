@@ -66,3 +66,18 @@ def test_wrong_packet_kind_is_an_error():
 def test_fp16_on_cpu_is_a_config_error():
     with pytest.raises(ValueError, match="precision: fp16 needs device: cuda"):
         FusionConfig(precision="fp16", device="cpu")
+
+
+def test_lmfusion_runs_when_weights_exist(tmp_path):
+    # Untrained weights of the real architecture: this checks the wiring, not the quality.
+    import torch
+    from lmfusion import preset
+    from lmfusion.networks import LMFusionNet
+    from lmfusion.weights import save_model
+    torch.manual_seed(0)
+    save_model(LMFusionNet(preset("default")), tmp_path / "lmfusion.safetensors", {"note": "untrained, test"})
+    st = FusionStage(FusionConfig(fuser="lmfusion", weights_dir=str(tmp_path)))
+    st.start()
+    out = st.process_batch([pair(0), pair(1)])
+    assert [p.meta["fuser"] for p in out] == ["lmfusion", "lmfusion"]
+    assert out[0].buffers["fused"].shape == (64, 80, 3) and out[0].buffers["fused"].dtype == np.uint8
