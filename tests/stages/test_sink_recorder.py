@@ -134,3 +134,16 @@ def test_sigkill_mid_write_leaves_a_playable_file(tmp_path, container):
     n, pts, _, _ = _decode(tmp_path / f"fused_000.{container}")
     assert n >= 30                                     # everything up to the last fragment (GOP 10)
     np.testing.assert_allclose(np.diff(pts), 0.1, atol=0.0095)  # IR jitter +-4 ms, ms rounding
+
+
+def test_size_change_and_frames_after_eos_start_new_files(tmp_path):
+    rec = RecorderSink(RecorderConfig(out_dir=str(tmp_path), fps=10))
+    rec.start()
+    for i in range(3):
+        rec.process(_fused(i, i / 10, h=64, w=80))
+    for i in range(3, 5):
+        rec.process(_fused(i, i / 10, h=96, w=128))          # e.g. a camera changed resolution
+    rec.process(Packet.eos("site0"))
+    rec.process(_fused(5, 0.5, h=96, w=128))                # a stream that resumes after eos
+    rec.stop()
+    assert [(_decode(p)[0], _decode(p)[3]) for p in rec.files] == [(3, (80, 64)), (2, (128, 96)), (1, (128, 96))]
