@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO))
 
 from pipeline.config import ConfigError, load_yaml, mask_secrets, to_json  # noqa: E402
-from pipeline.graph import NODES, build_specs, describe_edges, source_kind, validate  # noqa: E402
+from pipeline.graph import NODES, build_specs, describe_edges, effective_config, source_kind, validate  # noqa: E402
 from pipeline.runner import Runner  # noqa: E402
 from pipeline.transport import EndpointError  # noqa: E402
 
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, EndpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    log.info("effective config: %s", to_json(mask_secrets(gc.raw)))
+    log.info("effective config (%s): %s", args.config, to_json(mask_secrets(effective_config(gc))))
     for line in describe_edges(specs):
         log.info("edge %s", line)
     if gc.detector_feed.enabled and any(s.name == "fusion" for s in specs):

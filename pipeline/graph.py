@@ -187,6 +187,25 @@ def validate(data: dict, where: str) -> GraphConfig:
                        endpoints=endpoints, raw=data)
 
 
+def effective_config(gc: GraphConfig) -> dict:
+    """Every key of every section with its value in force (defaults filled in), for the log.
+
+    Mask it (pipeline.config.mask_secrets) before printing: capture URLs may hold passwords."""
+    out: dict[str, Any] = {"version": CONFIG_VERSION, "pipeline": dataclass_to_dict(gc.pipeline)}
+    for node, modality in (("capture_vis", "vis"), ("capture_ir", "ir")):
+        sec = getattr(gc, node)
+        cfg = _source_config(sec.url, modality, gc.pipeline.stream, sec.options, node)
+        out[node] = {"url": sec.url, **{k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("url", "path")}}
+    out["registration"] = dataclass_to_dict(gc.registration)
+    out["fusion"] = dataclass_to_dict(gc.fusion)
+    for node in ("recorder", "image_dump"):
+        sec = getattr(gc, node)
+        out[node] = {"enabled": sec.enabled, **dataclasses.asdict(_sink_config(node, sec.options, node))}
+    out["detector_feed"] = dataclass_to_dict(gc.detector_feed)
+    out["endpoints"] = {k: v for k, v in dataclass_to_dict(gc.endpoints).items() if v}
+    return out
+
+
 # -- node specs ------------------------------------------------------------------------------------
 @dataclass
 class NodeSpec:

@@ -27,12 +27,15 @@ class NodeStats:
     first_out: float | None = None
     last_out: float | None = None
 
-    def count_out(self, t_mono_capture: float) -> None:
+    def count_out(self, t_mono_capture: float, clock: str = "capture") -> None:
+        """One output. Latency is sampled only for capture-clock packets: a file read faster than
+        real time carries media time mapped onto the clock, which says nothing about delay."""
         self.packets_out += 1
         self.last_out = time.monotonic()
         if self.first_out is None:
             self.first_out = self.last_out
-        self._lat_pending.append(round((time.monotonic() - t_mono_capture) * 1000.0, 2))
+        if clock != "media":
+            self._lat_pending.append(round((self.last_out - t_mono_capture) * 1000.0, 2))
 
     _fps_mark: tuple[float, int] | None = None
 

@@ -190,7 +190,7 @@ def _source_loop(spec, source, receivers, senders, control, stats, stop: threadi
             _send_all(senders, pkt, lambda: time.monotonic() < eos_deadline[0])
             return
         _send_all(senders, pkt, keep_trying)
-        stats.count_out(pkt.t_mono)
+        stats.count_out(pkt.t_mono, pkt.meta.get("clock", "capture"))
 
 
 class _TimeOrderedMerge:
@@ -267,7 +267,7 @@ def _stage_loop(spec, stage, receivers, senders, control, stats, stop: threading
             if limit_hit:
                 continue
             _send_all(senders, o, keep_trying)
-            stats.count_out(o.t_mono)
+            stats.count_out(o.t_mono, o.meta.get("clock", "capture"))
             if max_out and stats.packets_out >= max_out:
                 # Enough output: end the downstream now; keep draining input until upstream ends.
                 limit_hit = True
@@ -313,7 +313,7 @@ def _stage_loop(spec, stage, receivers, senders, control, stats, stop: threading
         else:
             emit(stage.process(pkt))
             if spec["role"] == "sink":
-                stats.count_out(pkt.t_mono)   # a sink's "output" is what it consumed (recorded)
+                stats.count_out(pkt.t_mono, pkt.meta.get("clock", "capture"))   # a sink's "output" is what it consumed (recorded)
         if eos_pkt is not None:
             eos_seen += 1
             if eos_seen >= eos_needed:

@@ -236,6 +236,7 @@ class RegistrationStage:
                      meta={"skew_ms": round(skew_ms, 3), "vis_seq": vis.seq, "ir_seq": ir.seq,
                            "calibration_id": self._cal.id, "vis_t_mono": vis.t_mono,
                            "vis_pts": vis.pts, "ir_pts": ir.pts,
-                           "vis_source": vis.meta.get("source", ""), "ir_source": ir.meta.get("source", "")})
+                           "vis_source": vis.meta.get("source", ""), "ir_source": ir.meta.get("source", ""),
+                           "clock": ir.meta.get("clock", "capture")})
         self._seq += 1
         return pkt

@@ -90,3 +90,14 @@ def test_edge_policy_follows_the_sources():
     assert all(o["block"] for s in files for o in s.outputs if o["name"] != "detector_feed")
     forced = build_specs(load_graph_config(REPO / "configs" / "demo.yaml", {"pipeline.policy": "lossless"}), "thread")
     assert {i["policy"] for s in forced for i in s.inputs} == {"block"}
+
+
+def test_effective_config_fills_defaults_and_masks_passwords():
+    from pipeline.graph import effective_config
+    gc = load_graph_config(REPO / "configs" / "rtsp.yaml",
+                           {"capture_ir.url": "rtsp://op:pa55word@192.0.2.11/ir"})
+    eff = mask_secrets(effective_config(gc))
+    assert eff["capture_ir"]["url"] == "rtsp://op:***@192.0.2.11/ir"
+    assert eff["capture_ir"]["modality"] == "ir" and "read_timeout_s" in eff["capture_ir"]
+    assert eff["recorder"]["crf"] == 23 and eff["fusion"]["fallback"] == "laplacian"
+    assert "pa55word" not in repr(eff)

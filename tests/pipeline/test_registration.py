@@ -46,6 +46,7 @@ def test_pairs_each_ir_frame_with_the_nearest_vis_frame(calibration_file):
     assert all(p.meta["skew_ms"] == pytest.approx(-7.0, abs=1e-6) for p in pairs)
     assert [p.seq for p in pairs] == list(range(10))
     assert pairs[0].t_mono == pytest.approx(0.007) and pairs[0].pts == pytest.approx(0.007)
+    assert pairs[0].meta["clock"] == "capture"     # the IR frame's clock kind travels with the pair
     s = st.stats()
     assert s["pairs"] == 10 and s["unmatched_ir"] == 0
     assert s["unmatched_vis"] == 10           # every other VIS frame has no IR partner, and says so
