@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 
 from .geometry import Calibration, CalibrationError, apply, today
-from .score import alignment_score, gradient_magnitude
+from .score import alignment_score
 from .target import to_gray
 
 STRATEGIES = ("grad-ecc", "ecc-local", "features", "features-ecc")
@@ -52,8 +52,11 @@ class AutoConfig:
     scale_step: float = 0.04          # coarse search step, relative
     max_shift_frac: float = 0.12      # coarse search translation half-range, fraction of IR size
     coarse_long_side: int = 96        # px, long side of the coarsest pyramid level
+    fine_long_side: int = 0           # px, ECC stops at the first level this small (0 = full res)
     candidates: int = 3               # coarse candidates refined by ECC on the coarsest level
     sigma_px: float = 1.0             # gradient smoothing at every level, px of that level
+    representation: str = "orient"    # "grad" | "grad-norm" | "orient": what ECC aligns
+    norm_sigma_px: float = 8.0        # px, neighbourhood for local gradient normalisation
     ecc_iters: int = 60               # ECC iterations per level (max)
     ecc_eps: float = 1e-5             # ECC stop when the correlation gains less than this
 
@@ -117,6 +120,28 @@ def _ecc(template: np.ndarray, image: np.ndarray, warp: np.ndarray, motion: int,
     return float(rho), w / w[2, 2]
 
 
+def edge_map(img: np.ndarray, cfg: AutoConfig) -> np.ndarray:
+    """Contrast-polarity-free structure map of one float32 gray level image.
+
+    "grad": gradient magnitude. "grad-norm": gradient magnitude divided by its local mean
+    (Gaussian, norm_sigma_px), so a faint VIS edge and a strong LWIR edge weigh the same.
+    "orient": 3 channels, normalised magnitude times (cos 2t, sin 2t) of the gradient angle t,
+    plus the normalised magnitude: doubled angles do not change when the contrast inverts.
+    Returns HxW or HxWx3 float32.
+    """
+    g = cv2.GaussianBlur(img, (0, 0), cfg.sigma_px) if cfg.sigma_px > 0 else img
+    dx = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3) * 0.125
+    dy = cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3) * 0.125
+    mag = cv2.magnitude(dx, dy)
+    if cfg.representation == "grad":
+        return mag
+    norm = mag / (cv2.GaussianBlur(mag, (0, 0), cfg.norm_sigma_px) + 1.0)
+    if cfg.representation == "grad-norm":
+        return norm
+    inv = norm / (mag * mag + 1e-6)
+    return np.dstack([(dx * dx - dy * dy) * inv, 2 * dx * dy * inv, norm]).astype(np.float32)
+
+
 def valid_mask(gray: np.ndarray) -> np.ndarray:
     """HxW bool: False on zero-valued "no data" regions that touch the frame edge.
 
@@ -139,7 +164,7 @@ def _coarse_search(vis_e: np.ndarray, ir_e: np.ndarray, cfg: AutoConfig) -> list
     vis_e, ir_e: same-size float32 edge maps of one (coarse) level. Returns (score, warp)
     sorted best first; warp is 3x3 ir->vis coords (the ECC convention).
     """
-    h, w = ir_e.shape
+    h, w = ir_e.shape[:2]
     mx, my = int(round(cfg.max_shift_frac * w)), int(round(cfg.max_shift_frac * h))
     templ = ir_e[my:h - my, mx:w - mx]
     c = np.array([(w - 1) / 2, (h - 1) / 2])
@@ -169,6 +194,7 @@ def _coarse_search(vis_e: np.ndarray, ir_e: np.ndarray, cfg: AutoConfig) -> list
 def _features(vis_e: np.ndarray, ir_e: np.ndarray) -> np.ndarray | None:
     """SIFT on 8-bit edge maps; returns 3x3 ir->vis warp (ECC convention) or None."""
     def u8(e):
+        e = e if e.ndim == 2 else e[..., -1]
         return cv2.normalize(np.sqrt(e), None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
     sift = cv2.SIFT_create(nfeatures=2000)
     kv, dv = sift.detectAndCompute(u8(vis_e), None)
@@ -224,8 +250,9 @@ def estimate_auto(vis: np.ndarray, ir: np.ndarray, init: np.ndarray | None = Non
         kernel = np.ones((k, k), np.uint8)
         vm = cv2.erode(vis_ok if same else cv2.resize(vis_ok, s, interpolation=cv2.INTER_NEAREST), kernel)
         im = cv2.erode(ir_ok if same else cv2.resize(ir_ok, s, interpolation=cv2.INTER_NEAREST), kernel)
-        ve = gradient_magnitude(v, cfg.sigma_px) * vm
-        re_ = gradient_magnitude(r, cfg.sigma_px) * im
+        ve, re_ = edge_map(v, cfg), edge_map(r, cfg)
+        ve = ve * (vm if ve.ndim == 2 else vm[..., None])
+        re_ = re_ * (im if re_.ndim == 2 else im[..., None])
         levels.append((ve, re_, vm))
     top = len(sizes) - 1
     final_motion = cv2.MOTION_HOMOGRAPHY if cfg.model == "homography" else cv2.MOTION_AFFINE
@@ -252,14 +279,18 @@ def estimate_auto(vis: np.ndarray, ir: np.ndarray, init: np.ndarray | None = Non
     else:  # ecc-local
         warp = np.eye(3)
 
+    finest = 0
+    if cfg.fine_long_side:
+        while finest < top and max(sizes[finest]) > cfg.fine_long_side:
+            finest += 1
     if cfg.strategy != "features":
-        for lv in range(start_level, -1, -1):
+        for lv in range(start_level, finest - 1, -1):
             ve, re_, vm = levels[lv]
             w_lv = _rescale(warp, scales[0], scales[lv])
             motion = cv2.MOTION_AFFINE if (lv == top and cfg.strategy == "ecc-local") else final_motion
             res = _ecc(re_, ve, w_lv, motion, cfg.ecc_iters, cfg.ecc_eps, vm)
             if res is None:
-                if lv == 0 and cfg.strategy == "ecc-local":
+                if lv == finest and cfg.strategy == "ecc-local":
                     raise CalibrationError("auto: ECC did not converge")
                 continue
             warp = _rescale(res[1], scales[lv], scales[0])
