@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -195,6 +196,9 @@ def load(path, vis_size=None, ir_size=None) -> Calibration:
         raise CalibrationError(f"{path}: key 'version' must be {FORMAT_VERSION}, got {data['version']!r}")
     if data["direction"] != DIRECTION:
         raise CalibrationError(f"{path}: key 'direction' must be '{DIRECTION}', got {data['direction']!r}")
+    date = str(data["date"])  # YAML may give a datetime.date for an unquoted date
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", date):
+        raise CalibrationError(f"{path}: key 'date' must be YYYY-MM-DD, got {data['date']!r}")
     rms = data["rms_px"]
     if rms is not None and not isinstance(rms, (int, float)):
         raise CalibrationError(f"{path}: key 'rms_px' must be a number, got {rms!r}")
@@ -209,7 +213,7 @@ def load(path, vis_size=None, ir_size=None) -> Calibration:
         calib = Calibration(ir_from_vis=fields["ir_from_vis"], vis_size=fields["vis_size"],
                             ir_size=fields["ir_size"], model=str(data["model"]),
                             rms_px=float("nan") if rms is None else float(rms),
-                            method=str(data["method"]), date=str(data["date"]))
+                            method=str(data["method"]), date=date)
     except CalibrationError as e:
         raise CalibrationError(f"{path}: key 'model': {e}") from None
     if vis_size is not None or ir_size is not None:
