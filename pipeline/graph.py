@@ -315,14 +315,18 @@ def _import(path: str) -> Any:
     return getattr(importlib.import_module(module), attr)
 
 
-def instantiate(spec: dict) -> Any:
-    """The source/stage/sink object of a node spec (no I/O: that happens in start())."""
+def instantiate(spec: dict, **source_options: Any) -> Any:
+    """The source/stage/sink object of a node spec (no I/O: that happens in start()).
+
+    `source_options` are extra fields for a source's *Config (the runner's clock origin)."""
     name, cfg = spec["name"], dict(spec["config"])
     where = f"{name}"
     if name.startswith("capture_"):
         from stages import capture
         url = cfg.pop("url")
         config = _source_config(url, spec["extra"]["modality"], spec.get("stream", "site0"), cfg, where)
+        if source_options:
+            config = dataclasses.replace(config, **source_options)
         if spec.get("factory"):
             return _import(spec["factory"])(config)
         return capture.open_source(config)

@@ -34,6 +34,7 @@ from pipeline.telemetry import NodeView, status_line, summary_table
 log = logging.getLogger("pipeline.runner")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+GO_LEAD_S = 0.3         # sources start their clocks this long after the go signal is sent
 KILL_GRACE_S = 3.0      # after the drain deadline: how long stop()/finalise may take before SIGKILL
 
 
@@ -173,9 +174,10 @@ class Runner:
         old_handlers = self._install_signals()
         control = ctx.socket(zmq.PULL)
         control.setsockopt(zmq.LINGER, 0)
+        import tempfile
+        ctrl_dir = tempfile.mkdtemp(prefix="smokefusion-ctl-")
+        self._go_file = f"{ctrl_dir}/go"
         if self.mode == "process":
-            import tempfile
-            ctrl_dir = tempfile.mkdtemp(prefix="smokefusion-ctl-")
             ctrl_ep = f"ipc://{ctrl_dir}/control.sock"
         else:
             ctrl_ep = f"inproc://control-{id(self):x}"
@@ -186,7 +188,8 @@ class Runner:
         try:
             for s in self.specs:
                 d = s.to_dict()
-                d.update(control=f"push+connect:{ctrl_ep}", runner_pid=os.getpid(), stream=self.stream,
+                d.update(control=f"push+connect:{ctrl_ep}", go_file=self._go_file,
+                         runner_pid=os.getpid(), stream=self.stream,
                          status_interval_s=min(self.status_interval_s, 1.0),
                          drain_s=self.shutdown_timeout_s, log_level=self.log_level)
                 nodes[s.name] = _Node(d, self.mode, ctx)
@@ -211,8 +214,7 @@ class Runner:
                 signal.signal(sig, h)
             for d in {s.extra.get("ipc_dir_auto") for s in self.specs} - {None, ""}:
                 shutil.rmtree(d, ignore_errors=True)     # the run's own socket files
-            if self.mode == "process":
-                shutil.rmtree(ctrl_dir, ignore_errors=True)
+            shutil.rmtree(ctrl_dir, ignore_errors=True)
         elapsed = time.monotonic() - t0
         result = RunResult(exit_code=code, reason=reason, views=self.views, elapsed_s=elapsed,
                            pids=[n.pid for n in nodes.values()] if self.mode == "process" else [])
@@ -285,8 +287,10 @@ class Runner:
             if time.monotonic() > deadline:
                 late = [n.name for n in nodes.values() if not n.ready]
                 return 1, f"startup timed out after {self.startup_timeout_s:.0f}s waiting for {', '.join(late)}", time.monotonic()
-        # 2. go
-        t0 = time.monotonic()
+        # 2. go: every source starts its clock at the same instant (CLOCK_MONOTONIC is host-wide),
+        # a moment from now, so a busy CPU delivering the signal late does not skew the cameras.
+        t0 = time.monotonic() + GO_LEAD_S
+        Path(self._go_file).write_text(repr(t0))
         for n in sources:
             n.go()
         last_status = t0

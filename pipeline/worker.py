@@ -17,6 +17,7 @@ A stage/sink exits by itself after forwarding end-of-stream.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -109,8 +110,19 @@ def run_node(spec: dict, ctx: zmq.Context, stop: threading.Event, go: threading.
             while not go.wait(READ_SLICE_S):
                 if stop.is_set():
                     break
-            # Started only now so that every source's clock starts at the same go signal.
+            # Started only now. Sources with a media clock get the go time the runner wrote as
+            # their origin, so both cameras' timestamps (and a synthetic world's time) agree
+            # exactly however the two processes are scheduled; live cameras simply start now.
             if not stop.is_set():
+                try:
+                    go_at = float(open(spec["go_file"]).read())
+                except (OSError, ValueError, KeyError):
+                    go_at = time.monotonic()
+                config = getattr(stage, "config", None)
+                if dataclasses.is_dataclass(config) and getattr(config, "clock_origin_mono", 0) is None:
+                    stage = instantiate(spec, clock_origin_mono=go_at)
+                else:
+                    time.sleep(min(max(0.0, go_at - time.monotonic()), 5.0))
                 stage.start()
                 started = True
         loop = _source_loop if role == "source" else _stage_loop
