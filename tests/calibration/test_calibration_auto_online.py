@@ -1,0 +1,97 @@
+"""Automatic registration on a synthetic cross-modal pair, and the online refiner's decisions."""
+from __future__ import annotations
+
+import logging
+
+import cv2
+import numpy as np
+import pytest
+
+import calibration
+from calibration import Calibration, CalibrationError, corner_error
+from calibration.auto import AutoConfig, stretch
+from calibration.online import OnlineRefiner, OnlineRefinerConfig
+
+from calib_synth import similarity, textured_scene
+
+VIS_SIZE, IR_SIZE = (640, 480), (320, 256)
+
+
+def make_pair(true_ir_from_vis, seed=0):
+    """VIS BGR 640x480 and an 'LWIR' 320x256 of the same scene: inverted, blurred, noisy."""
+    rng = np.random.default_rng(seed)
+    scene = textured_scene(VIS_SIZE, rng)
+    vis = cv2.cvtColor(scene, cv2.COLOR_GRAY2BGR)
+    vis = np.clip(vis + rng.normal(0, 3, vis.shape), 0, 255).astype(np.uint8)
+    thermal = 255.0 - scene.astype(np.float32)  # contrast inverted, as warm/cool often is
+    thermal = 0.6 * thermal + 40  # and a different gain/offset
+    thermal = cv2.GaussianBlur(thermal, (0, 0), 1.2)
+    ir = cv2.warpPerspective(thermal, true_ir_from_vis, IR_SIZE, flags=cv2.INTER_LINEAR,
+                             borderMode=cv2.BORDER_REPLICATE)
+    ir = np.clip(ir + rng.normal(0, 2, ir.shape), 0, 255).astype(np.uint8)
+    return vis, ir
+
+
+# Residual around the default guess (VIS frame stretched onto IR frame): 3.5 deg, +6 % scale,
+# a shift of 6 % of the width, and a perspective term.
+TRUE = similarity(1.06, 3.5, (159.5, 127.5), (159.5, 127.5), shift=(19, -9)) @ stretch(VIS_SIZE, IR_SIZE)
+TRUE[2, :2] = [3e-5, -2e-5]
+
+
+def test_auto_recovers_inverted_cross_modal_pair():
+    vis, ir = make_pair(TRUE)
+    guess_err = corner_error(stretch(VIS_SIZE, IR_SIZE), TRUE, VIS_SIZE)
+    assert guess_err > 15  # the search has real work to do
+    cal = calibration.estimate(vis, ir, method="auto")
+    assert corner_error(cal.ir_from_vis, TRUE, VIS_SIZE) < 1.0
+    assert cal.vis_size == VIS_SIZE and cal.ir_size == IR_SIZE and cal.method.startswith("auto-grad-ecc")
+
+
+def test_auto_bad_config_is_clear():
+    with pytest.raises(CalibrationError, match="strategy"):
+        AutoConfig(strategy="magic")
+
+
+def knocked(cal_matrix, dx=4.0, dy=-3.0, deg=0.8):
+    """The geometry after a knock: a small rotation and shift in IR px."""
+    return similarity(1.0, deg, (160, 128), (160, 128), shift=(dx, dy)) @ cal_matrix
+
+
+def test_online_refiner_adopts_better_geometry_and_logs_it(caplog):
+    vis, ir = make_pair(TRUE, seed=1)
+    start = Calibration(knocked(TRUE), VIS_SIZE, IR_SIZE, method="points-ransac")
+    assert corner_error(start.ir_from_vis, TRUE, VIS_SIZE) > 3
+    ref = OnlineRefiner(OnlineRefinerConfig(every_n_pairs=3), start)
+    with caplog.at_level(logging.INFO, logger="calibration.online"):
+        assert ref.offer(vis, ir) is None and ref.offer(vis, ir) is None  # only counted
+        res = ref.offer(vis, ir)  # the 3rd pair is re-estimated
+    assert res is not None and res.adopted and res.reason == "adopted"
+    assert res.new_score > res.old_score + 0.02 and res.shift_px > 3
+    assert corner_error(ref.calibration.ir_from_vis, TRUE, VIS_SIZE) < 1.0
+    assert ref.calibration.id != start.id and ref.adoptions == 1
+    lines = [r.getMessage() for r in caplog.records if r.name == "calibration.online"]
+    assert len(lines) == 1 and start.id in lines[0] and "score" in lines[0] and "px" in lines[0]
+    # Offered the same pair again, the adopted geometry is not beaten by the margin: kept.
+    again = ref.update(vis, ir)
+    assert not again.adopted and again.reason == "not-better" and ref.adoptions == 1
+
+
+@pytest.mark.parametrize("kind", ["flat", "smoke"])
+def test_online_refiner_refuses_structureless_vis(kind):
+    vis, ir = make_pair(TRUE, seed=2)
+    if kind == "flat":
+        vis = np.full_like(vis, 200)
+    else:  # dense smoke: 90 % airlight, the scene barely shows through (plus sensor noise)
+        rng = np.random.default_rng(5)
+        vis = np.clip(0.1 * vis + 0.9 * 205 + rng.normal(0, 1.0, vis.shape), 0, 255).astype(np.uint8)
+    start = Calibration(knocked(TRUE), VIS_SIZE, IR_SIZE)
+    ref = OnlineRefiner(OnlineRefinerConfig(), start)
+    res = ref.update(vis, ir)
+    assert not res.adopted and res.reason == "structureless"
+    assert ref.calibration is start
+
+
+def test_online_refiner_checks_sizes():
+    ref = OnlineRefiner(OnlineRefinerConfig(), Calibration(TRUE, VIS_SIZE, IR_SIZE))
+    with pytest.raises(CalibrationError, match="640x480"):
+        ref.update(np.zeros((240, 320, 3), np.uint8), np.zeros((256, 320), np.uint8))
