@@ -61,16 +61,8 @@ class NodeView:
     last: dict = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
     fps: float = 0.0
-    first_out_t: float | None = None
-    last_out_t: float | None = None
 
     def update(self, msg: dict) -> None:
-        now = time.monotonic()
-        out = int(msg.get("out", 0))
-        if out and self.first_out_t is None:
-            self.first_out_t = now
-        if out != int(self.last.get("out", 0)):
-            self.last_out_t = now
         self.last = msg
         self.latencies.extend(msg.get("lat_ms", []))
         if len(self.latencies) > LATENCY_KEEP:
