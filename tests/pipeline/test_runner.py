@@ -56,7 +56,7 @@ def test_slow_fusion_behind_a_live_source_drops_oldest_and_stays_bounded(tmp_pat
 
 
 def test_crashed_stage_stops_the_run_with_one_line_and_no_orphans(tmp_path):
-    from conftest import write_calibration
+    from calibration_files import write_calibration
     wrong = write_calibration(tmp_path / "wrong.yaml", vis_size=(1280, 720))   # the cameras are 640x480
     gc = demo_config(tmp_path, wrong)
     specs = build_specs(gc, "process")

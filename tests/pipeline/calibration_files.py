@@ -1,0 +1,15 @@
+"""Calibration files of the synthetic geometry, for runtime tests (no calibration tools needed)."""
+from pathlib import Path
+
+import yaml
+
+
+def write_calibration(path: Path, vis_size=(640, 480), ir_size=(320, 256)) -> Path:
+    """The synthetic source's true geometry in the shared calibration YAML format."""
+    from stages.capture.synthetic import TRUE_IR_FROM_VIS
+    path.write_text(yaml.safe_dump({
+        "version": 1, "direction": "ir_from_vis", "model": "homography",
+        "vis_size": list(vis_size), "ir_size": list(ir_size),
+        "ir_from_vis": TRUE_IR_FROM_VIS.tolist(), "rms_px": 0.0, "method": "synthetic-truth",
+        "date": "2026-11-25"}))
+    return path
