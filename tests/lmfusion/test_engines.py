@@ -34,7 +34,7 @@ def lively(cfg_name: str, seed: int = 0) -> LMFusionNet:
         for p in net.parameters():
             if p.abs().max() == 0:
                 p.normal_(0, 0.1)
-        x = torch.rand(2, 1, 32, 32)
+        x = torch.rand(2, 1, 64, 64)
         pre = net.decoder(net.lmf(net.encoder(x)))
         net.decoder.out.weight.mul_(0.25 / (pre.std() + 1e-6))
         net.decoder.out.bias.add_(0.5 - net.decoder(net.lmf(net.encoder(x))).mean())

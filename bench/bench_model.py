@@ -1,0 +1,181 @@
+"""The model alone: ms per frame pair for each preset and size, torch eager vs ONNX Runtime.
+
+    python bench/bench_model.py                                  # paper, default, tiny; 320x256, 640x512
+    python bench/bench_model.py --presets default fast --sizes 320x256 --iters 10
+    python bench/bench_model.py --presets fast fast_wide fast_enc16 --sizes 320x256   # CPU real-time candidates
+
+Prints a Markdown table: GMAC per pair (VIS and IR through encoder and LMF as one batch, fusion,
+decoder), then the median ms per pair of torch eager and of ONNX Runtime (CPU EP), run back to
+back in one process with the same thread count (default 2: this machine's cores), and fps.
+Weights are random unless weights/ holds the preset's trained file: speed does not depend on
+them. The load average is printed, since the 2 cores are shared (e.g. with training).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from lmfusion.config import AutoencoderConfig, LMFConfig, ModelConfig, PRESETS  # noqa: E402
+from lmfusion.networks import LMFusionNet  # noqa: E402
+
+# CPU real-time candidates (proposals for config.py; the lead owns the presets). Each keeps the
+# architecture and changes only widths, the LMF trunk scale, and whether LMF maps the IR latent
+# (LWIR sees through smoke, so its latent needs no de-smoking: half the LMF cost).
+CANDIDATES: dict[str, ModelConfig] = {
+    "fast": ModelConfig(
+        name="fast",
+        autoencoder=AutoencoderConfig(enc_width=8, dec_widths=(16, 8)),
+        lmf=LMFConfig(width=24, dilations=(1, 2, 4, 1), scale=4, global_branch=True, affine_head=True),
+        strategy="detail", lmf_on_ir=False),
+    "fast_wide": ModelConfig(
+        name="fast_wide",
+        autoencoder=AutoencoderConfig(enc_width=8, dec_widths=(16, 8)),
+        lmf=LMFConfig(width=32, dilations=(1, 2, 4, 8, 1), scale=4, global_branch=True, affine_head=True),
+        strategy="detail", lmf_on_ir=False),
+    # Same autoencoder as the default preset: its trained encoder/decoder load as they are and
+    # only LMF is distilled.
+    "fast_enc16": ModelConfig(
+        name="fast_enc16",
+        lmf=LMFConfig(width=24, dilations=(1, 2, 4, 1), scale=4, global_branch=True, affine_head=True),
+        strategy="detail", lmf_on_ir=False),
+    "fast_tiny": ModelConfig(
+        name="fast_tiny",
+        autoencoder=AutoencoderConfig(enc_width=8, dec_widths=(8, 8)),
+        lmf=LMFConfig(width=16, dilations=(1, 2, 4), scale=4, global_branch=True, affine_head=True),
+        strategy="average", lmf_on_ir=False),
+}
+TRAINED = {"default": ROOT / "weights" / "lmfusion.safetensors",
+           "paper": ROOT / "weights" / "lmfusion_paper.safetensors"}
+
+
+def config(name: str) -> ModelConfig:
+    if name in PRESETS:
+        return PRESETS[name]
+    if name in CANDIDATES:
+        return CANDIDATES[name]
+    raise SystemExit(f"--presets: unknown {name!r} (expected one of: {', '.join([*PRESETS, *CANDIDATES])})")
+
+
+def build(name: str) -> LMFusionNet:
+    """Trained weights when shipped, else random ones made lively: the zero-initialised heads
+    perturbed and the decoder scaled so the output spans [0, 1] (a flat output would make the
+    fp16-vs-fp32 comparison meaningless; speed does not depend on the values)."""
+    cfg = config(name)
+    path = TRAINED.get(name)
+    if path is not None and path.exists():
+        from lmfusion.weights import load_model
+        return load_model(path)[0].eval()
+    torch.manual_seed(0)
+    net = LMFusionNet(cfg).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            if p.abs().max() == 0:
+                p.normal_(0, 0.1)
+        x = torch.rand(2, 1, 64, 64)
+        pre = net.decoder(net.lmf(net.encoder(x)))
+        net.decoder.out.weight.mul_(0.25 / (pre.std() + 1e-6))
+        net.decoder.out.bias.add_(0.5 - net.decoder(net.lmf(net.encoder(x))).mean())
+    return net
+
+
+def count_macs(model: LMFusionNet, h: int, w: int, batch: int = 1, strategy: str | None = None) -> int:
+    """Multiply-accumulates of one forward(vis, ir) over every Conv2d and Linear (forward hooks).
+
+    Counts what dominates: convolutions and the MLPs. Element-wise ops (ReLU, attention products,
+    fusion) and pooling are memory-bound extras and are not counted.
+    """
+    total = 0
+
+    def conv_hook(m: torch.nn.Conv2d, _inp, out):
+        nonlocal total
+        kh, kw = m.kernel_size
+        total += out.numel() * (m.in_channels // m.groups) * kh * kw
+
+    def linear_hook(m: torch.nn.Linear, _inp, out):
+        nonlocal total
+        total += out.numel() * m.in_features
+
+    hooks = [m.register_forward_hook(conv_hook) for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    hooks += [m.register_forward_hook(linear_hook) for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    try:
+        x = torch.zeros(batch, 1, h, w)
+        with torch.inference_mode():
+            model(x, x, strategy=strategy)
+    finally:
+        for hk in hooks:
+            hk.remove()
+    return total
+
+
+def time_call(fn, iters: int, warmup: int = 1) -> list[float]:
+    """Seconds per call, after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(iters):
+        t = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def load_note() -> str:
+    la = os.getloadavg()
+    return f"load average {la[0]:.1f}/{la[1]:.1f}/{la[2]:.1f} on {os.cpu_count()} cores"
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--presets", nargs="+", default=["paper", "default", "tiny"])
+    ap.add_argument("--sizes", nargs="+", default=["320x256", "640x512"], help="WxH")
+    ap.add_argument("--iters", type=int, default=3, help="timed runs per cell (median reported)")
+    ap.add_argument("--threads", type=int, default=2, help="torch and ONNX Runtime intra-op threads")
+    ap.add_argument("--no-ort", action="store_true", help="torch eager only")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    from lmfusion.onnx_engine import OrtEngine
+
+    print(f"# bench_model: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+          f"{args.threads} threads, median of {args.iters}; {load_note()} at start\n")
+    print("| preset | size | GMAC/pair | torch eager ms | ORT CPU ms | ORT/torch | best fps |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    cache = tempfile.TemporaryDirectory(prefix="lmfusion-bench-")
+    for name in args.presets:
+        net = build(name)
+        strategy = net.cfg.strategy
+        ort = None if args.no_ort else OrtEngine(net, threads=args.threads, cache_dir=cache.name)
+        for size in args.sizes:
+            w, h = (int(v) for v in size.lower().split("x"))
+            gmac = count_macs(net, h, w, strategy=strategy) / 1e9
+            rng = np.random.default_rng(0)
+            v, i = (rng.random((1, 1, h, w), dtype=np.float32) for _ in range(2))
+            tv, ti = torch.from_numpy(v), torch.from_numpy(i)
+
+            def run_torch():
+                with torch.inference_mode():
+                    net(tv, ti, strategy=strategy)
+            t_torch = statistics.median(time_call(run_torch, args.iters)) * 1e3
+            if ort is not None:
+                t_ort = statistics.median(time_call(lambda: ort.fuse(v, i, strategy), args.iters)) * 1e3
+                best = min(t_torch, t_ort)
+                print(f"| {name} | {w}x{h} | {gmac:.2f} | {t_torch:.1f} | {t_ort:.1f} | "
+                      f"{t_ort / t_torch:.2f} | {1e3 / best:.1f} |", flush=True)
+            else:
+                print(f"| {name} | {w}x{h} | {gmac:.2f} | {t_torch:.1f} | - | - | {1e3 / t_torch:.1f} |", flush=True)
+    print(f"\n{load_note()} at end. ORT/torch < 1: ONNX Runtime is faster.")
+
+
+if __name__ == "__main__":
+    main()
