@@ -2,7 +2,7 @@
 
     python bench/bench_model.py                                  # paper, default, tiny; 320x256, 640x512
     python bench/bench_model.py --presets default fast --sizes 320x256 --iters 10
-    python bench/bench_model.py --presets fast fast_wide fast_enc16 --sizes 320x256   # CPU real-time candidates
+    python bench/bench_model.py --presets fast fast_w32 fast_enc8 default_vis_lmf --sizes 320x256 --threads 1
 
 Prints a Markdown table: GMAC per pair (VIS and IR through encoder and LMF as one batch, fusion,
 decoder), then the median ms per pair of torch eager and of ONNX Runtime (CPU EP), run back to
@@ -32,29 +32,24 @@ from lmfusion.networks import LMFusionNet  # noqa: E402
 
 # CPU real-time candidates (proposals for config.py; the lead owns the presets). Each keeps the
 # architecture and changes only widths, the LMF trunk scale, and whether LMF maps the IR latent
-# (LWIR sees through smoke, so its latent needs no de-smoking: half the LMF cost).
+# (LWIR sees through smoke, so its latent needs no de-smoking: half the LMF cost). Widths are
+# multiples of 16: ONNX Runtime's CPU convolutions work on blocks of 16 channels (AVX-512
+# NCHWc), so an 8-wide layer costs what a 16-wide one does (fast_enc8 shows it).
+_TRUNK = dict(scale=4, global_branch=True, affine_head=True)
 CANDIDATES: dict[str, ModelConfig] = {
-    "fast": ModelConfig(
-        name="fast",
-        autoencoder=AutoencoderConfig(enc_width=8, dec_widths=(16, 8)),
-        lmf=LMFConfig(width=24, dilations=(1, 2, 4, 1), scale=4, global_branch=True, affine_head=True),
-        strategy="detail", lmf_on_ir=False),
-    "fast_wide": ModelConfig(
-        name="fast_wide",
-        autoencoder=AutoencoderConfig(enc_width=8, dec_widths=(16, 8)),
-        lmf=LMFConfig(width=32, dilations=(1, 2, 4, 8, 1), scale=4, global_branch=True, affine_head=True),
-        strategy="detail", lmf_on_ir=False),
-    # Same autoencoder as the default preset: its trained encoder/decoder load as they are and
-    # only LMF is distilled.
-    "fast_enc16": ModelConfig(
-        name="fast_enc16",
-        lmf=LMFConfig(width=24, dilations=(1, 2, 4, 1), scale=4, global_branch=True, affine_head=True),
-        strategy="detail", lmf_on_ir=False),
-    "fast_tiny": ModelConfig(
-        name="fast_tiny",
-        autoencoder=AutoencoderConfig(enc_width=8, dec_widths=(8, 8)),
-        lmf=LMFConfig(width=16, dilations=(1, 2, 4), scale=4, global_branch=True, affine_head=True),
-        strategy="average", lmf_on_ir=False),
+    # The default preset's autoencoder: the trained encoder/decoder load as they are and only
+    # LMF is distilled (lmfusion.distill copies them).
+    "fast": ModelConfig(name="fast", lmf=LMFConfig(width=16, dilations=(1, 2, 4, 8), **_TRUNK),
+                        strategy="detail", lmf_on_ir=False),
+    "fast_w32": ModelConfig(name="fast_w32", lmf=LMFConfig(width=32, dilations=(1, 2, 4, 8, 1), **_TRUNK),
+                            strategy="detail", lmf_on_ir=False),
+    "fast_enc8": ModelConfig(name="fast_enc8", autoencoder=AutoencoderConfig(enc_width=8, dec_widths=(16, 8)),
+                             lmf=LMFConfig(width=16, dilations=(1, 2, 4, 8), **_TRUNK),
+                             strategy="detail", lmf_on_ir=False),
+    # What the default costs if only LMF stops mapping the IR latent.
+    "default_vis_lmf": ModelConfig(name="default_vis_lmf",
+                                   lmf=LMFConfig(width=48, dilations=(1, 2, 4, 8, 1, 2), **_TRUNK),
+                                   strategy="detail", lmf_on_ir=False),
 }
 TRAINED = {"default": ROOT / "weights" / "lmfusion.safetensors",
            "paper": ROOT / "weights" / "lmfusion_paper.safetensors"}
@@ -121,14 +116,25 @@ def count_macs(model: LMFusionNet, h: int, w: int, batch: int = 1, strategy: str
 
 def time_call(fn, iters: int, warmup: int = 1) -> list[float]:
     """Seconds per call, after ``warmup`` untimed calls."""
+    return time_call_cpu(fn, iters, warmup)[0]
+
+
+def time_call_cpu(fn, iters: int, warmup: int = 1) -> tuple[list[float], float]:
+    """-> (wall seconds per call, mean CPU seconds per call of this process, all threads).
+
+    CPU time barely depends on what else runs on the machine, so with one thread it is the
+    load-independent cost of a call (wall time on an idle core); with more threads it also
+    counts time threads spend spinning while they wait for each other.
+    """
     for _ in range(warmup):
         fn()
     out = []
+    c = time.process_time()
     for _ in range(iters):
         t = time.perf_counter()
         fn()
         out.append(time.perf_counter() - t)
-    return out
+    return out, (time.process_time() - c) / iters
 
 
 def load_note() -> str:
@@ -149,8 +155,8 @@ def main(argv: list[str] | None = None) -> None:
 
     print(f"# bench_model: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{args.threads} threads, median of {args.iters}; {load_note()} at start\n")
-    print("| preset | size | GMAC/pair | torch eager ms | ORT CPU ms | ORT/torch | best fps |")
-    print("|---|---|---:|---:|---:|---:|---:|")
+    print("| preset | size | GMAC/pair | torch eager ms | ORT CPU ms | ORT/torch | best fps | torch CPU-ms | ORT CPU-ms |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     cache = tempfile.TemporaryDirectory(prefix="lmfusion-bench-")
     for name in args.presets:
         net = build(name)
@@ -166,15 +172,20 @@ def main(argv: list[str] | None = None) -> None:
             def run_torch():
                 with torch.inference_mode():
                     net(tv, ti, strategy=strategy)
-            t_torch = statistics.median(time_call(run_torch, args.iters)) * 1e3
+            walls, cpu_torch = time_call_cpu(run_torch, args.iters)
+            t_torch = statistics.median(walls) * 1e3
             if ort is not None:
-                t_ort = statistics.median(time_call(lambda: ort.fuse(v, i, strategy), args.iters)) * 1e3
+                walls, cpu_ort = time_call_cpu(lambda: ort.fuse(v, i, strategy), args.iters)
+                t_ort = statistics.median(walls) * 1e3
                 best = min(t_torch, t_ort)
                 print(f"| {name} | {w}x{h} | {gmac:.2f} | {t_torch:.1f} | {t_ort:.1f} | "
-                      f"{t_ort / t_torch:.2f} | {1e3 / best:.1f} |", flush=True)
+                      f"{t_ort / t_torch:.2f} | {1e3 / best:.1f} | {cpu_torch * 1e3:.0f} | {cpu_ort * 1e3:.0f} |",
+                      flush=True)
             else:
-                print(f"| {name} | {w}x{h} | {gmac:.2f} | {t_torch:.1f} | - | - | {1e3 / t_torch:.1f} |", flush=True)
-    print(f"\n{load_note()} at end. ORT/torch < 1: ONNX Runtime is faster.")
+                print(f"| {name} | {w}x{h} | {gmac:.2f} | {t_torch:.1f} | - | - | {1e3 / t_torch:.1f} | "
+                      f"{cpu_torch * 1e3:.0f} | - |", flush=True)
+    print(f"\n{load_note()} at end. ORT/torch < 1: ONNX Runtime is faster. CPU-ms: CPU time of this "
+          f"process per pair (all threads); with --threads 1 it is the load-independent cost of a pair.")
 
 
 if __name__ == "__main__":
