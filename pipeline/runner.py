@@ -85,12 +85,12 @@ class _Node:
             self.pid = self.proc.pid
         else:
             from pipeline.worker import run_node
-            self.stop_evt, self.go_evt = threading.Event(), threading.Event()
+            self.stop_evt, self.go_evt, self.hurry_evt = threading.Event(), threading.Event(), threading.Event()
             self._rc: list[int] = []
 
             def body() -> None:
                 try:
-                    self._rc.append(run_node(spec, ctx, self.stop_evt, self.go_evt))
+                    self._rc.append(run_node(spec, ctx, self.stop_evt, self.go_evt, self.hurry_evt))
                 except BaseException:
                     self._rc.append(1)
                     raise
@@ -106,9 +106,13 @@ class _Node:
                 self.exit_code = self._rc[0] if self._rc else 1
         return self.exit_code
 
+    def _signalable(self) -> bool:
+        # A node that said "done" is exiting on its own; do not signal it on its way out.
+        return self.poll() is None and not self.done_msg
+
     def go(self) -> None:
         if self.mode == "process":
-            if self.poll() is None:
+            if self._signalable():
                 self.proc.send_signal(signal.SIGUSR1)
         else:
             self.go_evt.set()
@@ -116,9 +120,19 @@ class _Node:
     def stop(self) -> None:
         self.stop_sent = True
         if self.mode == "process":
-            if self.poll() is None:
+            if self._signalable():
                 self.proc.send_signal(signal.SIGTERM)
         else:
+            self.stop_evt.set()
+
+    def hurry(self) -> None:
+        """Stop now: no waiting for end-of-stream (stop() still runs, so sinks finalise)."""
+        self.stop_sent = True
+        if self.mode == "process":
+            if self._signalable():
+                self.proc.send_signal(signal.SIGUSR2)
+        else:
+            self.hurry_evt.set()
             self.stop_evt.set()
 
     def kill(self) -> None:
@@ -152,6 +166,7 @@ class Runner:
         self.handle_signals = handle_signals
         self.on_event = on_event
         self._signal: str | None = None
+        self._hurry = False
         self.views = {s.name: NodeView(s.name) for s in specs}
 
     # -- signals --------------------------------------------------------------------------------
@@ -159,6 +174,10 @@ class Runner:
         """Ask for the graceful shutdown (what SIGINT/SIGTERM do); safe from any thread."""
         if self._signal is None:
             self._signal = why
+        else:
+            # A second Ctrl-C: do not wait for the sources' end-of-stream to drain; every stage
+            # stops now (sinks still finalise in stop()).
+            self._hurry = True
 
     def _install_signals(self) -> dict:
         if not self.handle_signals or threading.current_thread() is not threading.main_thread():
@@ -295,6 +314,8 @@ class Runner:
             n.go()
         last_status = t0
         stopping_since: float | None = None
+        hurried_since: float | None = None
+        killed: list[str] = []
         forced: list[str] = []
         while True:
             msgs = self._drain_control(control, nodes, 0.1)
@@ -316,6 +337,20 @@ class Runner:
                     if not sources:    # --only without sources: drain our own nodes
                         for n in nodes.values():
                             n.stop()
+            if self._hurry and stopping_since is not None:
+                self._hurry = False
+                hurried_since = now
+                log.info("second stop request: stopping every stage now")
+                for n in nodes.values():
+                    if n.poll() is None:
+                        n.hurry()
+            if hurried_since is not None and now - hurried_since > 2 * KILL_GRACE_S and not killed:
+                killed = [n.name for n in nodes.values() if n.poll() is None]
+                for n in nodes.values():
+                    n.kill()
+                if killed:
+                    return 1, f"shutdown: {', '.join(killed)} did not stop within {2 * KILL_GRACE_S:g}s " \
+                              f"of the second stop request and were killed", t0
             if all(n.poll() is not None for n in nodes.values()):
                 # Every node ended by itself or drained; collect their last words.
                 self._drain_control(control, nodes, 0.2)

@@ -9,6 +9,9 @@ or as the body of its own OS process:
 Error policy: an exception in start()/read()/process()/stop() is fatal: the node reports a
 one-line reason on the control channel and exits with status 1. Telemetry failures only warn.
 
+Signals (process mode): SIGTERM = stop, SIGUSR1 = go (sources start reading), SIGUSR2 = stop
+now without awaiting end-of-stream, SIGINT ignored (the runner decides).
+
 Stop semantics (the one shutdown path):
 - `stop` set on a source: it sends end-of-stream downstream and exits 0.
 - `stop` set on a stage/sink: it keeps working until end-of-stream arrives from every upstream,
@@ -82,8 +85,13 @@ def _stage_stats(stage: Any) -> dict:
     return st
 
 
-def run_node(spec: dict, ctx: zmq.Context, stop: threading.Event, go: threading.Event) -> int:
-    """Run one node until end-of-stream, stop, or failure. Returns the exit status (0 or 1)."""
+def run_node(spec: dict, ctx: zmq.Context, stop: threading.Event, go: threading.Event,
+             hurry: threading.Event | None = None) -> int:
+    """Run one node until end-of-stream, stop, or failure. Returns the exit status (0 or 1).
+
+    stop: finish gracefully (sources send end-of-stream; others drain until it arrives).
+    hurry: stop now without waiting for end-of-stream (stop() still runs, sinks finalise)."""
+    hurry = hurry or threading.Event()
     from pipeline.graph import instantiate   # late: the graph imports stage modules
 
     name, role = spec["name"], spec["role"]
@@ -126,7 +134,7 @@ def run_node(spec: dict, ctx: zmq.Context, stop: threading.Event, go: threading.
                 stage.start()
                 started = True
         loop = _source_loop if role == "source" else _stage_loop
-        loop(spec, stage, receivers, senders, control, stats, stop)
+        loop(spec, stage, receivers, senders, control, stats, stop, hurry)
     except Exception as e:
         status = 1
         reason = one_line(e)
@@ -180,18 +188,20 @@ def _send_all(senders: list[PacketSender], pkt: Packet, keep_trying) -> None:
         s.send(pkt, keep_trying)
 
 
-def _source_loop(spec, source, receivers, senders, control, stats, stop: threading.Event) -> None:
+def _source_loop(spec, source, receivers, senders, control, stats, stop: threading.Event,
+                 hurry: threading.Event) -> None:
     last = [0.0]
     eos_deadline = [0.0]
 
     def keep_trying() -> bool:
-        # Lossless sends wait for room until a stop is asked for; EOS gets until its deadline.
-        return (not stop.is_set()) or time.monotonic() < eos_deadline[0]
+        # Lossless sends wait for room until a stop is asked for; EOS gets until its deadline,
+        # unless told to hurry.
+        return not hurry.is_set() and ((not stop.is_set()) or time.monotonic() < eos_deadline[0])
 
     while True:
         _report(spec, source, receivers, senders, control, stats, last)
         if stop.is_set():
-            eos_deadline[0] = time.monotonic() + spec["drain_s"]
+            eos_deadline[0] = time.monotonic() + (0.0 if hurry.is_set() else spec["drain_s"])
             _send_all(senders, Packet.eos(spec["stream"], reason="stop"), keep_trying)
             return
         pkt = source.read(READ_SLICE_S)
@@ -199,7 +209,7 @@ def _source_loop(spec, source, receivers, senders, control, stats, stop: threadi
             continue
         if pkt.is_eos:
             eos_deadline[0] = time.monotonic() + spec["drain_s"]
-            _send_all(senders, pkt, lambda: time.monotonic() < eos_deadline[0])
+            _send_all(senders, pkt, lambda: not hurry.is_set() and time.monotonic() < eos_deadline[0])
             return
         _send_all(senders, pkt, keep_trying)
         stats.count_out(pkt.t_mono, pkt.meta.get("clock", "capture"))
@@ -253,7 +263,8 @@ def _next_packet(receivers: list[PacketReceiver], rr: list[int]) -> Packet | Non
     return None
 
 
-def _stage_loop(spec, stage, receivers, senders, control, stats, stop: threading.Event) -> None:
+def _stage_loop(spec, stage, receivers, senders, control, stats, stop: threading.Event,
+                hurry: threading.Event) -> None:
     last = [0.0]
     rr = [0]
     eos_needed = max(1, int(spec["expected_eos"]))
@@ -267,7 +278,7 @@ def _stage_loop(spec, stage, receivers, senders, control, stats, stop: threading
         merge = _TimeOrderedMerge(receivers)
 
     def keep_trying() -> bool:
-        return drain_deadline is None or time.monotonic() < drain_deadline
+        return not hurry.is_set() and (drain_deadline is None or time.monotonic() < drain_deadline)
 
     def emit(outs) -> None:
         nonlocal limit_hit
@@ -290,6 +301,9 @@ def _stage_loop(spec, stage, receivers, senders, control, stats, stop: threading
         _report(spec, stage, receivers, senders, control, stats, last)
         if stop.is_set() and drain_deadline is None:
             drain_deadline = time.monotonic() + spec["drain_s"]
+        if hurry.is_set():
+            log.info("%s: stopping now, as asked (end-of-stream not awaited)", spec["name"])
+            return
         if drain_deadline is not None and time.monotonic() > drain_deadline:
             log.warning("%s: end-of-stream did not arrive within %.1fs of stop; stopping anyway",
                         spec["name"], spec["drain_s"])
@@ -354,15 +368,20 @@ def main() -> int:
     _die_with_parent(int(spec["runner_pid"]))
     logging.basicConfig(level=spec.get("log_level", "INFO").upper(),
                         format=f"%(asctime)s {spec['name']} %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    stop, go = threading.Event(), threading.Event()
+    stop, go, hurry = threading.Event(), threading.Event(), threading.Event()
     # Ctrl-C reaches the whole terminal process group; the runner alone decides, so ignore it here.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGUSR1, lambda *_: go.set())
+    signal.signal(signal.SIGUSR2, lambda *_: (hurry.set(), stop.set()))
     ctx = zmq.Context()
     try:
-        return run_node(spec, ctx, stop, go)
+        return run_node(spec, ctx, stop, go, hurry)
     finally:
+        # Done: a stop signal arriving now must not turn a clean exit into "killed by signal"
+        # (Python restores default handlers while it shuts down; ignored signals stay ignored).
+        for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2):
+            signal.signal(sig, signal.SIG_IGN)
         ctx.term()
 
 

@@ -279,3 +279,43 @@ def test_two_video_files_are_fused_losslessly(tmp_path):
     assert nodes["recorder"]["stage"]["frames_written"] == 20
     frames, duration, _ = decode_recording(sorted((tmp_path / "rec").glob("fused_*.mp4"))[0])
     assert frames == 20 and abs(duration - 1.9) < 0.05
+
+
+def test_second_sigint_stops_at_once_and_still_finalises(tmp_path):
+    # lmfusion on this CPU takes ~1-2 s a frame; lossless edges queue ~10 pairs in front of it, so
+    # a first Ctrl-C alone would wait ~15 s for them. Untrained weights: only speed matters here.
+    import torch
+    from lmfusion import preset
+    from lmfusion.networks import LMFusionNet
+    from lmfusion.weights import save_model
+    torch.manual_seed(0)
+    save_model(LMFusionNet(preset("default")), tmp_path / "w" / "lmfusion.safetensors", {"note": "untrained"})
+    cmd, env, _ = cli(tmp_path, "--duration", "0", "--set", "pipeline.policy=lossless",
+                      "--set", "pipeline.shutdown_timeout_s=60", feed=False)
+    cmd[cmd.index("--fuser") + 1] = "lmfusion"
+    cmd += ["--set", f"fusion.weights_dir={tmp_path / 'w'}"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        rec = tmp_path / "rec"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not list(rec.glob("fused_*.mp4")):
+            time.sleep(0.2)
+        time.sleep(2.0)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        t0 = time.monotonic()
+        _, err = proc.communicate(timeout=40)
+        took = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-2000:]
+    assert "second stop request" in err and took < 8, took
+    nodes = json.loads((tmp_path / "summary.json").read_text())["nodes"]
+    assert nodes["fusion"]["stage"]["fuser"] == "lmfusion"
+    assert nodes["registration"]["out"] > nodes["fusion"]["out"] + 3     # the queue it did not wait for
+    written = nodes["recorder"]["stage"]["frames_written"]
+    frames, _, _ = decode_recording(sorted(rec.glob("fused_*.mp4"))[0])
+    assert frames == written >= 1
+    assert_gone(worker_pids(err))
