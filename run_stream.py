@@ -23,7 +23,8 @@ REPO = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO))
 
 from pipeline.config import ConfigError, load_yaml, mask_secrets, to_json  # noqa: E402
-from pipeline.graph import NODES, build_specs, describe_edges, effective_config, source_kind, validate  # noqa: E402
+from pipeline.graph import (NODES, build_specs, describe_edges, effective_config, select_nodes,  # noqa: E402
+                            source_kind, validate)
 from pipeline.runner import Runner  # noqa: E402
 from pipeline.transport import EndpointError  # noqa: E402
 
@@ -90,40 +91,14 @@ def apply_args(raw: dict, args: argparse.Namespace) -> dict:
         if not eq or "." not in key:
             raise ConfigError(f"--set {item!r}: expected SECTION.KEY=VALUE")
         put(key, yaml.safe_load(value))
+    # Inputs named relative to the repository (the shipped configs' calibration and weights)
+    # work from any directory; outputs stay relative to where the user runs the command.
+    for section, key in (("registration", "calibration"), ("fusion", "weights_dir")):
+        value = (data.get(section) or {}).get(key)
+        if isinstance(value, str) and value and not Path(value).is_absolute() \
+                and not Path(value).exists() and (REPO / value).exists():
+            put(f"{section}.{key}", str(REPO / value))
     return data
-
-
-# endpoints.<key> -> (the node that binds it, the node(s) that connect to it)
-EDGE_ENDS = {"registration_vis": ("registration", "capture_vis"), "registration_ir": ("registration", "capture_ir"),
-             "fusion": ("fusion", "registration"), "recorder": ("recorder", "fusion"),
-             "image_dump": ("image_dump", "fusion")}
-
-
-def select_only(specs: list, only: str, gc) -> list:
-    names = [s.strip() for s in only.split(",") if s.strip()]
-    present = {s.name for s in specs}
-    for n in names:
-        if n not in present:
-            raise ConfigError(f"--only {n}: not a stage of this pipeline (expected one of: {', '.join(sorted(present))})")
-    chosen = [s for s in specs if s.name in names]
-    # Every edge that crosses the boundary of this host must have a configured endpoint.
-    needs = set()
-    for s in chosen:
-        if s.role == "source":
-            needs.add(f"registration_{s.name.split('_')[1]}")
-        if s.name == "registration":
-            needs.update({"registration_vis", "registration_ir", "fusion"})
-        if s.name == "fusion":
-            needs.add("fusion")
-            needs.update(n for n in ("recorder", "image_dump") if getattr(gc, n).enabled)
-        if s.role == "sink":
-            needs.add(s.name)
-    for key in sorted(needs):
-        local = all(x in names for x in EDGE_ENDS[key])
-        if not local and not getattr(gc.endpoints, key):
-            raise ConfigError(f"{gc.path}: endpoints.{key}: must be set when running --only {only} "
-                              f"(the stages on the other side of this edge run elsewhere)")
-    return chosen
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger().setLevel(pc.log_level.upper())
         specs = build_specs(gc, pc.mode)
         if args.only:
-            specs = select_only(specs, args.only, gc)
+            specs = select_nodes(specs, args.only, gc)
     except (ConfigError, EndpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

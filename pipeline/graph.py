@@ -298,6 +298,43 @@ def build_specs(gc: GraphConfig, mode: str, factories: dict[str, str] | None = N
     return specs
 
 
+# endpoints.<key> -> (the node that binds it, the node(s) that connect to it)
+EDGE_ENDS = {"registration_vis": ("registration", "capture_vis"), "registration_ir": ("registration", "capture_ir"),
+             "fusion": ("fusion", "registration"), "recorder": ("recorder", "fusion"),
+             "image_dump": ("image_dump", "fusion")}
+
+
+def select_nodes(specs: list[NodeSpec], only: str, gc: GraphConfig) -> list[NodeSpec]:
+    """The nodes named in `only` ("registration,fusion"), for running part of a graph on one host.
+
+    Raises ConfigError if a name is unknown or an edge leaving the subset has no configured
+    endpoint (the default ipc paths are private to one run, so the other host could not reach them)."""
+    names = [s.strip() for s in only.split(",") if s.strip()]
+    present = {s.name for s in specs}
+    for n in names:
+        if n not in present:
+            raise ConfigError(f"--only {n}: not a stage of this pipeline (expected one of: {', '.join(sorted(present))})")
+    chosen = [s for s in specs if s.name in names]
+    # Every edge that crosses the boundary of this host must have a configured endpoint.
+    needs = set()
+    for s in chosen:
+        if s.role == "source":
+            needs.add(f"registration_{s.name.split('_')[1]}")
+        if s.name == "registration":
+            needs.update({"registration_vis", "registration_ir", "fusion"})
+        if s.name == "fusion":
+            needs.add("fusion")
+            needs.update(n for n in ("recorder", "image_dump") if getattr(gc, n).enabled)
+        if s.role == "sink":
+            needs.add(s.name)
+    for key in sorted(needs):
+        local = all(x in names for x in EDGE_ENDS[key])
+        if not local and not getattr(gc.endpoints, key):
+            raise ConfigError(f"{gc.path}: endpoints.{key}: must be set when running --only {only} "
+                              f"(the stages on the other side of this edge run elsewhere)")
+    return chosen
+
+
 def describe_edges(specs: list[NodeSpec]) -> list[str]:
     lines = []
     for s in specs:

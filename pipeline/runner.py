@@ -78,8 +78,9 @@ class _Node:
             env = dict(os.environ)
             env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
             env.setdefault("OMP_NUM_THREADS", "1")   # stages share the CPU; one BLAS thread each
+            # cwd stays the caller's: relative output paths mean what the user meant.
             self.proc = subprocess.Popen([sys.executable, "-m", "pipeline.worker"], stdin=subprocess.PIPE,
-                                         cwd=str(REPO_ROOT), env=env, start_new_session=True)
+                                         env=env, start_new_session=True)
             self.proc.stdin.write(json.dumps(spec).encode())
             self.proc.stdin.close()
             self.pid = self.proc.pid

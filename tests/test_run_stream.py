@@ -319,3 +319,15 @@ def test_second_sigint_stops_at_once_and_still_finalises(tmp_path):
     frames, _, _ = decode_recording(sorted(rec.glob("fused_*.mp4"))[0])
     assert frames == written >= 1
     assert_gone(worker_pids(err))
+
+
+def test_runs_from_any_directory_with_outputs_relative_to_it(tmp_path):
+    # The shipped demo config names its calibration relative to the repository; --output is the user's.
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, str(REPO / "run_stream.py"), "--quiet", "--max-frames", "5",
+                        "--output", "rel_out", "--set", "detector_feed.enabled=false"],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    files = list((tmp_path / "rel_out").glob("fused_*.mp4"))
+    assert len(files) == 1 and decode_recording(files[0])[0] == 5
+    assert "recording: rel_out/fused_000.mp4" in r.stderr
