@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from calibration import CalibrationError  # noqa: E402
-from calibration.auto import STRATEGIES, AutoConfig, estimate_auto  # noqa: E402
+from calibration.auto import REPRESENTATIONS, STRATEGIES, AutoConfig, estimate_auto  # noqa: E402
 from calibration.geometry import corner_error  # noqa: E402
 
 DATA = REPO / ".." / "shared" / "data"
@@ -112,7 +112,7 @@ def random_homography(size, rng) -> np.ndarray:
     return m / m[2, 2]
 
 
-def run(strategy: str, pairs, seed: int, repeat: bool) -> list[tuple[str, float, float, float, float]]:
+def run(strategy: str, representation: str, pairs, seed: int, repeat: bool) -> list[tuple[str, float, float, float, float]]:
     """[(name, error px, seconds, repeat px, floor px)] for one strategy.
 
     error: vs the data set's registration composed with the known distortion.
@@ -123,7 +123,7 @@ def run(strategy: str, pairs, seed: int, repeat: bool) -> list[tuple[str, float,
     Every strategy sees the same distortions (same seed).
     """
     rng = np.random.default_rng(seed)
-    cfg = AutoConfig(strategy=strategy)
+    cfg = AutoConfig(strategy=strategy, representation=representation)
     out = []
     for item in pairs:
         name, vis, ir = item[:3]
@@ -173,6 +173,8 @@ def summary(rows) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--strategies", nargs="+", default=["grad-ecc"], choices=STRATEGIES)
+    ap.add_argument("--representations", nargs="+", default=[AutoConfig.representation],
+                    choices=REPRESENTATIONS, help="structure maps ECC aligns (see calibration/auto.py)")
     ap.add_argument("--data", type=Path, default=DATA, help="the shared data folder")
     ap.add_argument("--sets", nargs="+", default=["roadscene", "tno", "synthetic"],
                     choices=["roadscene", "tno", "synthetic"])
@@ -199,22 +201,23 @@ def main() -> int:
         sets = {k: v[: args.limit] for k, v in sets.items()}
     print(f"VIS->IR auto registration, seed {args.seed}, cv2 threads {cv2.getNumThreads()}, "
           f"success = corner error < {SUCCESS_PX} px")
-    head = f"{'strategy':14s} {'set':10s} {'n':>4s} {'median px':>9s} {'p95 px':>9s} {'success':>9s} {'s/pair':>8s}"
+    head = f"{'strategy/repr':20s} {'set':10s} {'n':>4s} {'median px':>9s} {'p95 px':>9s} {'success':>9s} {'s/pair':>8s}"
     if args.repeat:
         head += f" | {'repeat px':>9s} {'rep succ':>9s} {'floor px':>9s}"
     print(head)
-    for strategy in args.strategies:
+    for strategy, representation in [(s, r) for s in args.strategies for r in args.representations]:
+        label = f"{strategy}/{representation}"
         all_rows = []
         for set_name, pairs in sets.items():
-            rows = run(strategy, pairs, args.seed + ["roadscene", "tno", "synthetic"].index(set_name),
+            rows = run(strategy, representation, pairs, args.seed + ["roadscene", "tno", "synthetic"].index(set_name),
                        args.repeat)
             all_rows += rows
-            print(f"{strategy:14s} {set_name:10s} {summary(rows)}", flush=True)
+            print(f"{label:20s} {set_name:10s} {summary(rows)}", flush=True)
             if args.verbose:
                 for name, err, sec, rep, floor in rows:
                     print(f"    {name:50s} {err:8.2f} px {sec:6.2f} s  repeat {rep:8.2f} floor {floor:8.2f}")
         if len(sets) > 1:
-            print(f"{strategy:14s} {'all':10s} {summary(all_rows)}", flush=True)
+            print(f"{label:20s} {'all':10s} {summary(all_rows)}", flush=True)
     return 0
 
 

@@ -33,11 +33,12 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .geometry import Calibration, CalibrationError, apply, today
+from .geometry import Calibration, CalibrationError, apply, corners, today
 from .score import alignment_score
 from .target import to_gray
 
 STRATEGIES = ("grad-ecc", "ecc-local", "features", "features-ecc")
+REPRESENTATIONS = ("orient", "grad-norm", "grad")
 
 
 @dataclass
@@ -63,6 +64,9 @@ class AutoConfig:
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise CalibrationError(f"auto: strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        if self.representation not in REPRESENTATIONS:
+            raise CalibrationError(f"auto: representation must be one of {REPRESENTATIONS}, "
+                                   f"got {self.representation!r}")
         if self.model not in ("homography", "affine"):
             raise CalibrationError(f"auto: model must be 'homography' or 'affine', got {self.model!r}")
 
@@ -156,6 +160,35 @@ def valid_mask(gray: np.ndarray) -> np.ndarray:
     border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
     border = border[border > 0]
     return ~np.isin(labels, border)
+
+
+def _corner_dist(a: np.ndarray, b: np.ndarray, size) -> float:
+    """Mean distance (px) between where two warps put the corners of a (w, h) frame."""
+    c = corners(size)
+    return float(np.mean(np.linalg.norm(apply(a, c) - apply(b, c), axis=1)))
+
+
+def _plausible(warp: np.ndarray, size, cfg: AutoConfig) -> bool:
+    """Is a residual warp (IR -> vis0 coords) within 1.5x the searched range?
+
+    Corner moves beyond (shift + scale + rotation ranges) x half-diagonal x 1.5, or a frame
+    area that changes by more than 2x the scale range, mean ECC ran away.
+    """
+    w, h = size
+    c = corners(size)
+    p = apply(warp, c)
+    if not np.all(np.isfinite(p)):
+        return False
+    den = np.hstack([c, np.ones((4, 1))]) @ warp[2]
+    if np.any(den <= 0):
+        return False  # the frame folds through the horizon
+    half_diag = 0.5 * math.hypot(w, h)
+    reach = (cfg.max_shift_frac + cfg.max_scale_change + math.sin(math.radians(cfg.max_rotation_deg)))
+    if np.max(np.linalg.norm(p - c, axis=1)) > 1.5 * reach * half_diag:
+        return False
+    area = 0.5 * abs(np.dot(p[:, 0], np.roll(p[:, 1], 1)) - np.dot(p[:, 1], np.roll(p[:, 0], 1)))
+    ratio = area / ((w - 1) * (h - 1))
+    return (1 - 2 * cfg.max_scale_change) ** 2 <= ratio <= (1 + 2 * cfg.max_scale_change) ** 2
 
 
 def _coarse_search(vis_e: np.ndarray, ir_e: np.ndarray, cfg: AutoConfig) -> list[tuple[float, np.ndarray]]:
@@ -257,43 +290,68 @@ def estimate_auto(vis: np.ndarray, ir: np.ndarray, init: np.ndarray | None = Non
     top = len(sizes) - 1
     final_motion = cv2.MOTION_HOMOGRAPHY if cfg.model == "homography" else cv2.MOTION_AFFINE
 
-    warp = None  # 3x3 at full resolution, IR coords -> vis0 coords
-    start_level = top
-    if cfg.strategy in ("features", "features-ecc"):
-        warp = _features(levels[0][0], levels[0][1])
-        if warp is None:
-            raise CalibrationError("auto: features: too few consistent SIFT matches between VIS and IR")
-        start_level = 0
-    elif cfg.strategy == "grad-ecc":
-        ve, re_, vm = levels[top]
-        cands = _coarse_search(ve, re_, cfg)[: cfg.candidates]
-        best = None
-        for _, w in cands:
-            res = _ecc(re_, ve, w, cv2.MOTION_AFFINE, cfg.ecc_iters, 1e-4, vm)
-            if res is not None and (best is None or res[0] > best[0]):
-                best = res
-        if best is None:
-            raise CalibrationError("auto: no coarse candidate converged (images share too little structure)")
-        warp = _rescale(best[1], scales[top], scales[0])
-        start_level = max(top - 1, 0)
-    else:  # ecc-local
-        warp = np.eye(3)
-
     finest = 0
     if cfg.fine_long_side:
         while finest < top and max(sizes[finest]) > cfg.fine_long_side:
             finest += 1
-    if cfg.strategy != "features":
-        for lv in range(start_level, finest - 1, -1):
+
+    def refine(warp: np.ndarray, first: int, last: int = finest) -> tuple[float, np.ndarray]:
+        """ECC from level `first` down to `last`; (last correlation, warp at full res).
+
+        A level whose ECC fails or leaves the plausible range keeps the previous warp: ECC
+        on cross-modal maps can run off to a degenerate warp that correlates a small area.
+        """
+        rho = -1.0
+        for lv in range(first, last - 1, -1):
             ve, re_, vm = levels[lv]
             w_lv = _rescale(warp, scales[0], scales[lv])
             motion = cv2.MOTION_AFFINE if (lv == top and cfg.strategy == "ecc-local") else final_motion
             res = _ecc(re_, ve, w_lv, motion, cfg.ecc_iters, cfg.ecc_eps, vm)
             if res is None:
-                if lv == finest and cfg.strategy == "ecc-local":
-                    raise CalibrationError("auto: ECC did not converge")
                 continue
-            warp = _rescale(res[1], scales[lv], scales[0])
+            cand = _rescale(res[1], scales[lv], scales[0])
+            if _plausible(cand, ir_size, cfg):
+                warp, rho = cand, res[0]
+        return rho, warp
+
+    # warps are 3x3 at full resolution, IR coords -> vis0 coords (the ECC convention)
+    if cfg.strategy in ("features", "features-ecc"):
+        warp = _features(levels[0][0], levels[0][1])
+        if warp is None or not _plausible(warp, ir_size, cfg):
+            raise CalibrationError("auto: features: too few consistent SIFT matches between VIS and IR")
+        if cfg.strategy == "features-ecc":
+            _, warp = refine(warp, 0)
+    elif cfg.strategy == "grad-ecc":
+        ve, re_, vm = levels[top]
+        starts: list[tuple[float, np.ndarray]] = []
+        for _, w in _coarse_search(ve, re_, cfg)[: cfg.candidates]:
+            res = _ecc(re_, ve, w, cv2.MOTION_AFFINE, cfg.ecc_iters, 1e-4, vm)
+            if res is None:
+                continue
+            full = _rescale(res[1], scales[top], scales[0])
+            # Candidates that converged to the same place (within 2 coarse px) are refined once.
+            tol = 2.0 / scales[top][0, 0]
+            if _plausible(full, ir_size, cfg) and all(
+                    _corner_dist(full, o, ir_size) > tol for _, o in starts):
+                starts.append((res[0], full))
+        if not starts:
+            raise CalibrationError("auto: no coarse candidate converged (images share too little structure)")
+        # Keep the candidate with the best correlation one level above the finest: the coarse
+        # level's correlation ranks wrong matches first too often on cross-modal pairs, and
+        # only the winner pays for the full-resolution level.
+        pick = min(finest + 1, top)
+        if top - 1 >= pick:
+            _, warp = max((refine(w, top - 1, pick) for _, w in starts), key=lambda r: r[0])
+            done = pick
+        else:
+            _, warp = max(starts, key=lambda r: r[0])
+            done = top
+        # The coarsest level only fitted an affine warp: the finest level always runs.
+        _, warp = refine(warp, done - 1 if done > finest else finest)
+    else:  # ecc-local
+        rho, warp = refine(np.eye(3), top)
+        if rho < -0.5:
+            raise CalibrationError("auto: ECC did not converge")
 
     residual = np.linalg.inv(warp)  # vis0 coords -> IR coords
     ir_from_vis = residual @ init
