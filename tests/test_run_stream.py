@@ -82,7 +82,9 @@ class FeedCollector(threading.Thread):
 
 
 def test_demo_end_to_end_through_processes_and_sockets(tmp_path):
-    cmd, env, feed_ep = cli(tmp_path, "--max-frames", "25", "--set", "pipeline.policy=lossless")
+    cmd, env, feed_ep = cli(tmp_path, "--max-frames", "25", "--set", "pipeline.policy=lossless",
+                            "--set", "image_dump.enabled=true", "--set", "image_dump.every_n=5",
+                            "--set", "image_dump.buffers=[fused]")
     feed = FeedCollector(feed_ep)
     feed.start()
     r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
@@ -115,6 +117,9 @@ def test_demo_end_to_end_through_processes_and_sockets(tmp_path):
     assert len(files) == 1 and str(files[0]) in r.stderr
     frames, duration, size = decode_recording(files[0])
     assert frames == 25 and size == (320, 256)
+    # The image dump sink got the same fused frames: every 5th of 25.
+    assert len(list((tmp_path / "rec" / "dump").glob("demo_*_fused.png"))) == 5
+    assert nodes["image_dump"]["out"] == 25
     t = [p[2] for p in fused]
     span = (t[-1] - t[0]) * (24 / (seqs[-1] - seqs[0]))    # the feed may have missed the first frames
     assert abs(duration - span) < 0.15, (duration, span)
@@ -122,14 +127,23 @@ def test_demo_end_to_end_through_processes_and_sockets(tmp_path):
 
 
 def test_sigterm_mid_run_finalises_the_recording_and_exits_0(tmp_path):
-    cmd, env, _ = cli(tmp_path, "--duration", "0", feed=False)
+    fusion_in = f"ipc://{tmp_path}/fusion.sock"
+    cmd, env, _ = cli(tmp_path, "--duration", "0", "--set", f"endpoints.fusion=pull+bind:{fusion_in}", feed=False)
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
         rec = tmp_path / "rec"
         while time.monotonic() < deadline and not list(rec.glob("fused_*.mp4")):
             time.sleep(0.2)
+        # A stranger writes garbage into fusion's input: counted, skipped, the run goes on.
+        ctx = zmq.Context()
+        rogue = ctx.socket(zmq.PUSH)
+        rogue.connect(fusion_in)
+        rogue.send_multipart([b"not a packet"])
+        rogue.send_multipart([b'{"wire": "smokefusion", "v": 7}'])
         time.sleep(3.0)                       # a few seconds of fused video
+        rogue.close(0)
+        ctx.term()
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
     finally:
@@ -139,6 +153,8 @@ def test_sigterm_mid_run_finalises_the_recording_and_exits_0(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     written = summary["nodes"]["recorder"]["stage"]["frames_written"]
     assert written >= 10
+    assert summary["nodes"]["fusion"]["corrupt"] == 2
+    assert "skipped a corrupt message (wire version 7, expected 1)" in err
     frames, duration, _ = decode_recording(sorted(rec.glob("fused_*.mp4"))[0])
     assert frames == written
     assert duration > 0.5
