@@ -347,3 +347,17 @@ def test_runs_from_any_directory_with_outputs_relative_to_it(tmp_path):
     files = list((tmp_path / "rel_out").glob("fused_*.mp4"))
     assert len(files) == 1 and decode_recording(files[0])[0] == 5
     assert "recording: rel_out/fused_000.mp4" in r.stderr
+
+
+def test_lmfusion_without_weights_fails_clearly_or_falls_back_when_configured(tmp_path):
+    cmd, env, _ = cli(tmp_path, "--max-frames", "3", "--set", f"fusion.weights_dir={tmp_path / 'none'}", feed=False)
+    cmd[cmd.index("--fuser") + 1] = "lmfusion"
+    r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: stage fusion failed: FusionError: fusion.fuser: lmfusion cannot load")
+    r = subprocess.run([*cmd, "--set", "fusion.fallback=laplacian"], cwd=REPO, env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-1500:]
+    assert "using fallback fuser 'laplacian' as configured by fusion.fallback" in r.stderr
+    assert json.loads((tmp_path / "summary.json").read_text())["nodes"]["fusion"]["stage"]["fuser"] == "laplacian"
