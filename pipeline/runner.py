@@ -228,7 +228,8 @@ class Runner:
                 n.kill()
             self._drain_control(control, nodes, 0.05)
             control.close(0)
-            if self.mode == "process":
+            # In thread mode a thread that never ended may still hold sockets: term() would wait.
+            if self.mode == "process" or all(n.poll() is not None for n in nodes.values()):
                 ctx.term()
             for sig, h in old_handlers.items():
                 signal.signal(sig, h)
