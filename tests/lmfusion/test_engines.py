@@ -302,3 +302,51 @@ def test_cuda_stream_engine_fp16_matches_cpu_fp32():
     assert [t for t, _ in got] == list(range(6))
     for _, g in got:
         assert np.abs(g - want).max() * 255 <= 2
+
+
+# --------------------------------------------------------------------------------------------
+# Reduced-resolution engine (the CPU real-time option)
+# --------------------------------------------------------------------------------------------
+class AverageEngine:
+    """A stand-in network: fused = mean of the inputs, clear = identity; records input shapes."""
+
+    name = "avg"
+
+    def __init__(self):
+        self.shapes = []
+
+    def fuse(self, v, i, strategy):
+        self.shapes.append(v.shape)
+        return (v + i) / 2
+
+    def clear(self, y):
+        self.shapes.append(y.shape)
+        return y.copy()
+
+
+def test_reduced_res_runs_the_engine_at_half_size_and_keeps_detail():
+    from lmfusion.engines import ReducedResEngine
+    inner = AverageEngine()
+    eng = ReducedResEngine(inner, factor=2, multiple=4)
+    rng = np.random.default_rng(0)
+    y = rng.random((2, 1, 30, 45), dtype=np.float32)      # odd: padded to 8 internally
+    np.testing.assert_allclose(eng.clear(y), y, atol=1e-6)  # identity net: detail restores all
+    assert inner.shapes[-1] == (2, 1, 16, 24)
+    np.testing.assert_allclose(eng.fuse(y, y, "average"), y, atol=1e-6)
+    # the stronger detail of either input survives: an IR edge on a flat VIS
+    vis = np.full((1, 1, 32, 32), 0.5, np.float32)
+    ir = vis.copy()
+    ir[..., 16:] = 0.9
+    out = eng.fuse(vis, ir, "average")
+    assert out[0, 0, 0, 15] < out[0, 0, 0, 16] - 0.15      # the edge is still a step
+
+
+def test_reduced_res_through_make_engine_matches_torch_shape_and_range():
+    net = lively("tiny")
+    eng = make_engine("torch", net, "cpu", "fp32", resolution_scale=2)
+    assert eng.name == "torch@1/2"
+    v, i = (np.random.default_rng(k).random((1, 1, 50, 70), dtype=np.float32) for k in (1, 2))
+    out = eng.fuse(v, i, "average")
+    assert out.shape == (1, 1, 50, 70) and out.min() >= 0 and out.max() <= 1
+    with pytest.raises(LMFusionError, match="resolution_scale"):
+        make_engine("torch", net, "cpu", "fp32", resolution_scale=0)
