@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+
 
 setup: $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'

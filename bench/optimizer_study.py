@@ -33,6 +33,8 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--val-every", type=int, default=25)
     ap.add_argument("--val-images", type=int, default=6)
+    ap.add_argument("--crop", type=int, default=64, help="px; smaller than the recipe's 96 to fit the CPU budget")
+    ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     ap.add_argument("--out", default="docs/optimizer_study")
     args = ap.parse_args()
@@ -44,7 +46,7 @@ def main() -> int:
     for arm in args.arms:
         opt, lr, betas, wd = ARMS[arm]
         slug = arm.split(" (")[0].replace(" ", "_")
-        cfg = dataclasses.replace(base, name=f"opt_{slug}", optimizer=opt, lr=lr, betas=betas,
+        cfg = dataclasses.replace(base, name=f"opt_{slug}", optimizer=opt, lr=lr, betas=betas, crop=args.crop, batch=args.batch,
                                   weight_decay=wd, steps=args.steps, val_every=args.val_every,
                                   ckpt_every=10 ** 9, val_images=args.val_images, max_minutes=0,
                                   out=str(out / "runs" / slug))
@@ -85,9 +87,9 @@ def plot(curves: dict[str, list[dict]], path: Path) -> None:
 
 def report(curves: dict[str, list[dict]], args, path: Path) -> None:
     lines = ["# Stage-2 optimizer study: piecewise vs Adam vs AdamW", "",
-             f"Paper stage-2 recipe (`{args.config}`), {args.steps} steps each, same seed and data "
+             f"Paper stage-2 recipe (`{args.config}`) at {args.batch} crops of {args.crop} px, {args.steps} steps each, same seed and data "
              f"stream, validation on {args.val_images} RoadScene test-split crops with fixed synthetic smoke "
-             "every %d steps. Command: `python bench/optimizer_study.py --steps %d`." % (args.val_every, args.steps),
+             "every %d steps. Command: `python bench/optimizer_study.py --steps %d --val-every %d`." % (args.val_every, args.steps, args.val_every),
              "", "| optimizer | final val loss | best val loss | step of best | clear(smoky) dB | clear(clean) dB | s/step |",
              "|---|---|---|---|---|---|---|"]
     for arm, rows in curves.items():

@@ -162,11 +162,15 @@ class LMF(nn.Module):
         self.ca = ChannelAttention(w, cfg.attention_reduction)
         self.pa = PixelAttention(w, cfg.attention_reduction)
         self.sa = SpatialAttention()
-        out_ch = 2 * channels if cfg.affine_head else channels
-        self.tail = nn.Sequential(conv3(w, w), conv3(w, out_ch))
-        if cfg.affine_head:  # start as the identity mapping
-            nn.init.zeros_(self.tail[-1].weight)
-            nn.init.zeros_(self.tail[-1].bias)
+        self.tail = nn.Sequential(conv3(w, w), conv3(w, channels))
+        if cfg.affine_head:
+            # Gain and offset predicted on the coarse trunk and upsampled: a smooth per-pixel
+            # affine map is what inverting I = J*t + A*(1-t) takes, and a short gradient path
+            # to it trains fast. The full-resolution tail adds a residual for edges.
+            self.affine = nn.Conv2d(w, 2 * channels, 1)
+            for conv in (self.affine, self.tail[-1]):  # start as the identity mapping
+                nn.init.zeros_(conv.weight)
+                nn.init.zeros_(conv.bias)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         _, _, H, W = z.shape
@@ -181,12 +185,15 @@ class LMF(nn.Module):
         if self.glob is not None:
             h = self.glob(h)
         h = self.sa(self.pa(self.ca(h)))
+        ab = self.affine(h) if self.cfg.affine_head else None  # (B, 2C, H/s, W/s)
         if s > 1:
             h = self.up(h) + h0                   # (B, w, H, W)
         r = self.tail(h)
-        if self.cfg.affine_head:
-            a, b = r.chunk(2, dim=1)              # each (B, C, H, W)
-            return z * (1 + a) + b
+        if ab is not None:
+            if s > 1:
+                ab = F.interpolate(ab, size=(H, W), mode="bilinear", align_corners=False)
+            a, b = ab.chunk(2, dim=1)             # each (B, C, H, W)
+            return z * (1 + a) + b + r
         return z + r
 
 
