@@ -293,8 +293,10 @@ def test_cuda_stream_engine_fp16_matches_cpu_fp32():
     eng = make_engine("torch", lively("default"), "cuda", "fp16")
     assert isinstance(eng, CudaStreamEngine)
     ref = TorchEngine(net)
-    rng = np.random.default_rng(0)
-    v, i = (rng.random((2, 1, 128, 160), dtype=np.float32) for _ in range(2))
+    # structured images: on uniform noise fp16 rounding flips the detail strategy's max-abs
+    # choice at a few pixels (CPU fp16: 99.9th percentile 3.3 levels); on these, max < 1 level
+    vis, ir = pairs(2, 128, 160, colour=False)
+    v, i = (np.stack(x)[:, None].astype(np.float32) / 255 for x in (vis, ir))
     want = ref.fuse(v, i, "detail")
     for k in range(6):
         eng.submit(v, i, "detail", tag=k)
