@@ -3,6 +3,7 @@
     python bench/bench_model.py                                  # paper, default, tiny; 320x256, 640x512
     python bench/bench_model.py --presets default fast --sizes 320x256 --iters 10
     python bench/bench_model.py --presets fast fast_w32 fast_enc8 default_vis_lmf --sizes 320x256 --threads 1
+    python bench/bench_model.py --fuser --presets fast default --sizes 320x256 --threads 1   # whole Fuser, 1x and 1/2 res
 
 Prints a Markdown table: GMAC per pair (VIS and IR through encoder and LMF as one batch, fusion,
 decoder), then the median ms per pair of torch eager and of ONNX Runtime (CPU EP), run back to
@@ -142,6 +143,54 @@ def load_note() -> str:
     return f"load average {la[0]:.1f}/{la[1]:.1f}/{la[2]:.1f} on {os.cpu_count()} cores"
 
 
+def test_pairs(w: int, h: int, n: int = 6) -> tuple[list, str]:
+    """RoadScene test pairs resized to w x h when ../shared/data is there, else synthetic ones."""
+    import cv2
+    try:
+        from lmfusion import data as D
+        pairs = [D.load_roadscene_pair(p) for p in D.roadscene_pairs("test")[:n]]
+        src = f"{len(pairs)} RoadScene test pairs"
+    except (OSError, ValueError):
+        rng = np.random.default_rng(0)
+        pairs = [(cv2.GaussianBlur(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), (0, 0), 2),
+                  cv2.GaussianBlur(rng.integers(0, 256, (h, w), dtype=np.uint8), (0, 0), 2)) for _ in range(n)]
+        src = f"{n} synthetic pairs (no ../shared/data)"
+    size = (w, h)
+    return [(cv2.resize(v, size, interpolation=cv2.INTER_AREA), cv2.resize(i, size, interpolation=cv2.INTER_AREA))
+            for v, i in pairs], src
+
+
+def bench_fuser(args) -> None:
+    """The whole Fuser (colour split, padding, ORT, back to BGR) at full and 1/2 resolution."""
+    from lmfusion.api import Fuser
+    from lmfusion.engines import make_engine
+    cache = tempfile.TemporaryDirectory(prefix="lmfusion-bench-")
+    print("| preset | size | resolution_scale | CPU-ms per pair | fps on idle cores (est.) | wall ms |")
+    print("|---|---|---:|---:|---:|---:|")
+    src = ""
+    for size in args.sizes:
+        w, h = (int(v) for v in size.lower().split("x"))
+        pairs, src = test_pairs(w, h)
+        for name in args.presets:
+            for scale in (1, 2):
+                net = build(name)
+                eng = make_engine("onnxruntime", net, "cpu", "fp32", threads=args.threads,
+                                  cache_dir=cache.name, resolution_scale=scale)
+                f = Fuser(eng, net.size_multiple, net.cfg.strategy)
+                f.fuse(*pairs[0])
+                cpu, wall = [], []
+                for _ in range(args.iters):
+                    for v, i in pairs:
+                        c, t = time.process_time(), time.perf_counter()
+                        f.fuse(v, i)
+                        cpu.append(time.process_time() - c)
+                        wall.append(time.perf_counter() - t)
+                c_ms = statistics.median(cpu) * 1e3
+                print(f"| {name} | {w}x{h} | {scale} | {c_ms:.0f} | {1e3 / c_ms * args.threads:.1f} | "
+                      f"{statistics.median(wall) * 1e3:.0f} |", flush=True)
+    print(f"\nInputs: {src}; medians over {args.iters} passes. {load_note()} at end.")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--presets", nargs="+", default=["paper", "default", "tiny"])
@@ -149,8 +198,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--iters", type=int, default=3, help="timed runs per cell (median reported)")
     ap.add_argument("--threads", type=int, default=2, help="torch and ONNX Runtime intra-op threads")
     ap.add_argument("--no-ort", action="store_true", help="torch eager only")
+    ap.add_argument("--fuser", action="store_true",
+                    help="time the whole Fuser on ONNX Runtime at resolution_scale 1 and 2 instead")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.fuser:
+        print(f"# bench_model --fuser: {args.threads} threads; {load_note()} at start\n")
+        return bench_fuser(args)
     from lmfusion.onnx_engine import OrtEngine
 
     print(f"# bench_model: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
