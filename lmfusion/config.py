@@ -36,6 +36,11 @@ class LMFConfig:
     global_branch: bool = False           # image-level context (pooled MLP -> FiLM on the trunk)
     affine_head: bool = False             # predict gain+offset (out = x*(1+a)+b) instead of x+r
     attention_reduction: int = 8          # channel reduction inside channel/pixel attention
+    attention_residual: bool = False      # h + attention(h): the three sigmoid gates in a row
+                                          # shrink features ~10x (measured), which starves the
+                                          # layers after them of gradient
+    affine_gain: float = 1.0              # output scale of the gain/offset conv (a per-layer
+                                          # learning-rate multiplier under Adam)
 
 
 @dataclass(frozen=True)
@@ -80,8 +85,8 @@ PRESETS: dict[str, ModelConfig] = {
         # Trunk at 1/4 resolution: smoke and haze vary slowly, so the gain/offset they call
         # for can be computed coarse (dilated blocks see ~250 px there) while the full-
         # resolution head/tail keep object edges. Half the MACs of a 1/2-resolution trunk.
-        lmf=LMFConfig(width=48, dilations=(1, 2, 4, 8, 1, 2), scale=4,
-                      global_branch=True, affine_head=True),
+        lmf=LMFConfig(width=48, dilations=(1, 2, 4, 8, 1, 2), scale=4, global_branch=True,
+                      affine_head=True, attention_residual=True, affine_gain=8.0),
         strategy="detail",
     ),
     # Tiny variant for tests: same code paths, a fraction of the cost.

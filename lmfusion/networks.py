@@ -184,8 +184,9 @@ class LMF(nn.Module):
         h = self.blocks(h)
         if self.glob is not None:
             h = self.glob(h)
-        h = self.sa(self.pa(self.ca(h)))
-        ab = self.affine(h) if self.cfg.affine_head else None  # (B, 2C, H/s, W/s)
+        att = self.sa(self.pa(self.ca(h)))
+        h = h + att if self.cfg.attention_residual else att
+        ab = self.cfg.affine_gain * self.affine(h) if self.cfg.affine_head else None  # (B, 2C, H/s, W/s)
         if s > 1:
             h = self.up(h) + h0                   # (B, w, H, W)
         r = self.tail(h)
