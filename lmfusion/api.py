@@ -139,11 +139,13 @@ class Fuser:
 
 def load(weights_dir: str | Path = "weights", device: str = "cpu", precision: str = "fp32",
          engine: str = "torch", strategy: str | None = None, chroma: str = "vis",
-         model: str = "default") -> Fuser:
+         model: str = "default", engine_options: dict | None = None) -> Fuser:
     """Load shipped or trained weights and return a Fuser.
 
     ``weights_dir`` is a folder holding ``lmfusion.safetensors`` (``model="default"``) or
     ``lmfusion_paper.safetensors`` (``model="paper"``), or a path to a .safetensors file.
+    ``engine_options`` go to the engine (e.g. ``{"fallback": True, "threads": 1}`` for
+    onnxruntime, ``{"resolution_scale": 2}`` for the CPU real-time option; docs/inference.md).
     Raises WeightsError (missing file, other format version or architecture), LMFusionError
     (CUDA asked for but absent), ConfigError (unknown strategy).
     """
@@ -156,5 +158,5 @@ def load(weights_dir: str | Path = "weights", device: str = "cpu", precision: st
         raise WeightsError(f"{p}: weights file not found (expected the shipped weights/ folder or "
                            f"a file written by 'python -m lmfusion train')")
     net, prov = load_model(p)
-    eng = make_engine(engine, net, device, precision)
+    eng = make_engine(engine, net, device, precision, **(engine_options or {}))
     return Fuser(eng, net.size_multiple, strategy or net.cfg.strategy, chroma, prov, net.cfg.name)

@@ -89,6 +89,14 @@ PRESETS: dict[str, ModelConfig] = {
                       affine_head=True, attention_residual=True, affine_gain=8.0),
         strategy="detail",
     ),
+    # CPU real-time candidate (docs/inference.md): the default autoencoder, a 16-channel LMF,
+    # meant to be distilled from `default` and run with engine_options={"resolution_scale": 2}.
+    "fast": ModelConfig(
+        name="fast",
+        lmf=LMFConfig(width=16, dilations=(1, 2, 4, 8), scale=4, global_branch=True,
+                      affine_head=True, attention_residual=True, affine_gain=8.0),
+        strategy="detail", lmf_on_ir=False,
+    ),
     # Tiny variant for tests: same code paths, a fraction of the cost.
     "tiny": ModelConfig(
         name="tiny",
