@@ -49,7 +49,7 @@ def main() -> int:
         cfg = dataclasses.replace(base, name=f"opt_{slug}", optimizer=opt, lr=lr, betas=betas, crop=args.crop, batch=args.batch,
                                   weight_decay=wd, steps=args.steps, val_every=args.val_every,
                                   ckpt_every=10 ** 9, val_images=args.val_images, max_minutes=0,
-                                  out=str(out / "runs" / slug))
+                                  out=str(Path("runs/optimizer_study") / slug))
         for f in ("loss_log.csv", "val_log.csv", "checkpoint.safetensors"):
             (cfg.out_dir / f).unlink(missing_ok=True)   # a study arm always starts fresh
         tr = Trainer(cfg, images=images)
@@ -60,6 +60,7 @@ def main() -> int:
         with open(cfg.out_dir / "val_log.csv") as fh:
             rows += [{k: float(v) for k, v in r.items()} for r in csv.DictReader(fh)]
         curves[arm] = rows
+        (out / f"val_{slug}.csv").write_text((cfg.out_dir / "val_log.csv").read_text())
     plot(curves, out / "optimizer_study.png")
     report(curves, args, out / "README.md")
     print((out / "README.md").read_text())

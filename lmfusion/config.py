@@ -39,6 +39,7 @@ class LMFConfig:
     attention_residual: bool = False      # h + attention(h): the three sigmoid gates in a row
                                           # shrink features ~10x (measured), which starves the
                                           # layers after them of gradient
+    global_affine: bool = False           # + per-image gain/offset from latent statistics (needs affine_head)
     affine_gain: float = 1.0              # output scale of the gain/offset conv (a per-layer
                                           # learning-rate multiplier under Adam)
 
@@ -86,7 +87,7 @@ PRESETS: dict[str, ModelConfig] = {
         # for can be computed coarse (dilated blocks see ~250 px there) while the full-
         # resolution head/tail keep object edges. Half the MACs of a 1/2-resolution trunk.
         lmf=LMFConfig(width=48, dilations=(1, 2, 4, 8, 1, 2), scale=4, global_branch=True,
-                      affine_head=True, attention_residual=True, affine_gain=8.0),
+                      affine_head=True, attention_residual=True, global_affine=True),
         strategy="detail",
     ),
     # CPU real-time candidate (docs/inference.md): the default autoencoder, a 16-channel LMF,
@@ -94,7 +95,7 @@ PRESETS: dict[str, ModelConfig] = {
     "fast": ModelConfig(
         name="fast",
         lmf=LMFConfig(width=16, dilations=(1, 2, 4, 8), scale=4, global_branch=True,
-                      affine_head=True, attention_residual=True, affine_gain=8.0),
+                      affine_head=True, attention_residual=True, global_affine=True),
         strategy="detail", lmf_on_ir=False,
     ),
     # Tiny variant for tests: same code paths, a fraction of the cost.

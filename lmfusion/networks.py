@@ -141,6 +141,34 @@ class GlobalBranch(nn.Module):
         return x * (1 + gamma) + beta
 
 
+class GlobalAffine(nn.Module):
+    """Per-image, per-channel gain and offset from statistics of the input latent.
+
+    Uniform haze is a global affine map of the image (I = J*t + A*(1-t)); an oracle per-image
+    affine fit takes the training crops from 12.9 to 22.4 dB, while the deep trunk learned only
+    +2.5 dB of it in the CPU budget. A small MLP on image statistics (mean, std, min, max, and
+    the mean of 8x8 local minima and maxima: the "dark channel" of the latent) learns it fast.
+    """
+
+    def __init__(self, channels: int, hidden: int = 64):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(6 * channels, hidden), nn.ReLU(inplace=True),
+                                 nn.Linear(hidden, 2 * channels))
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        B, C, _, _ = z.shape
+        lo = -F.max_pool2d(-z, 8, ceil_mode=True)               # local minima (B, C, H/8, W/8)
+        hi = F.max_pool2d(z, 8, ceil_mode=True)
+        mean = z.mean(dim=(2, 3))
+        std = (z - mean[..., None, None]).pow(2).mean(dim=(2, 3)).add(1e-6).sqrt()
+        stats = torch.cat([mean, std, z.amin(dim=(2, 3)), z.amax(dim=(2, 3)),
+                           lo.mean(dim=(2, 3)), hi.mean(dim=(2, 3))], dim=1)  # (B, 6C)
+        a, b = self.mlp(stats).view(B, 2 * C, 1, 1).chunk(2, dim=1)
+        return a, b
+
+
 class LMF(nn.Module):
     """Maps the latent of a smoky image to the latent of its clean twin: (B,C,H,W) -> (B,C,H,W).
 
@@ -159,6 +187,7 @@ class LMF(nn.Module):
             self.up = nn.Sequential(nn.Conv2d(w, w * s * s, 1), nn.PixelShuffle(s))
         self.blocks = nn.Sequential(*[ResBlock(w, d) for d in cfg.dilations])
         self.glob = GlobalBranch(w) if cfg.global_branch else None
+        self.global_affine = GlobalAffine(channels) if cfg.global_affine else None
         self.ca = ChannelAttention(w, cfg.attention_reduction)
         self.pa = PixelAttention(w, cfg.attention_reduction)
         self.sa = SpatialAttention()
@@ -194,6 +223,9 @@ class LMF(nn.Module):
             if s > 1:
                 ab = F.interpolate(ab, size=(H, W), mode="bilinear", align_corners=False)
             a, b = ab.chunk(2, dim=1)             # each (B, C, H, W)
+            if self.global_affine is not None:
+                ga, gb = self.global_affine(z)    # each (B, C, 1, 1)
+                a, b = a + ga, b + gb
             return z * (1 + a) + b + r
         return z + r
 

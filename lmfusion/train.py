@@ -54,6 +54,7 @@ class TrainConfig:
     ssim_weight: float = 1.0       # stage 1: lambda of (1 - SSIM)
     msssim_scales: int = 3         # stage 2: MS-SSIM scales (3 fit 96-128 px crops)
     pixel_weight: float = 0.0      # stage 2: weight of L1 on the decoded Y (0 = paper)
+    global_lr_mult: float = 1.0    # stage 2: lr multiplier of LMF's small global-affine MLP
     smoke_kinds: tuple[str, ...] = ("turbulent", "plume", "uniform", "depth")
     p_clean: float = 0.2           # stage 2: fraction of clean -> clean (identity) pairs
     tau_max: tuple[float, float] = (0.2, 3.0)  # stage 2: peak optical depth range
@@ -142,7 +143,10 @@ class Trainer:
             self.trained = self.model.lmf
         else:
             self.trained = torch.nn.ModuleList([self.model.encoder, self.model.decoder])
-        self.opt = make_optimizer(cfg, self.trained.parameters())
+        named = list(self.trained.named_parameters())
+        groups = [{"params": [p for n, p in named if "global_affine" not in n], "lr_mult": 1.0},
+                  {"params": [p for n, p in named if "global_affine" in n], "lr_mult": cfg.global_lr_mult}]
+        self.opt = make_optimizer(cfg, [g for g in groups if g["params"]])
         self.rng = np.random.default_rng(cfg.seed)
         self.smoke = SmokeConfig(kinds=tuple(cfg.smoke_kinds), p_clean=cfg.p_clean, tau_max=tuple(cfg.tau_max))
         self.images = images if images is not None else D.training_images()
@@ -286,7 +290,7 @@ class Trainer:
             while self.step < c.steps:
                 lr = lr_at(c, self.step)
                 for g in self.opt.param_groups:
-                    g["lr"] = lr
+                    g["lr"] = lr * g.get("lr_mult", 1.0)
                 crops = self._crops()
                 if c.stage == 1:
                     loss = self.loss(to_tensor(crops))
