@@ -26,8 +26,8 @@ method's own answer on the undistorted pair; median px, share < 2 px), which is 
 method controls; the real pairs' own registration is off by 3-7 px (see docs/calibration.md):
 
     strategy/representation  RoadScene repeat  TNO repeat      synthetic error
-    grad-ecc/orient          0.74 px, 83 %     0.92 px, 60 %   0.09 px, 100 %   <- chosen
-    grad-ecc/grad-norm       1.22 px, 65 %     worse           -
+    grad-ecc/orient          0.73 px, 78 %     1.02 px, 58 %   0.09 px, 100 %   <- chosen
+    grad-ecc/grad-norm       1.22 px, 65 %     (not run)       (not run)
     grad-ecc/grad            6.22 px, 39 %     23.3 px, 24 %   1.00 px,  95 %
     ecc-local/orient         1.78 px, 52 %     2.69 px, 46 %   0.10 px,  70 %
     features (SIFT, MAGSAC)  fails, 0 %        fails, 0 %      0.91 px,  90 %
