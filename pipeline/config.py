@@ -20,6 +20,8 @@ from typing import Any, Literal
 
 import yaml
 
+from pipeline.transport import Defaults
+
 CONFIG_VERSION = 1
 
 
@@ -66,7 +68,7 @@ class CaptureConfig:
 @dataclass
 class DetectorFeedConfig:
     enabled: bool = True
-    endpoint: str = "pub+bind:tcp://127.0.0.1:5560"  # where detectors subscribe (ZeroMQ PUB)
+    endpoint: str = Defaults.DETECTOR_FEED   # where detectors subscribe (ZeroMQ PUB)
 
 
 @dataclass

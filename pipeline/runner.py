@@ -34,6 +34,7 @@ from pipeline.telemetry import NodeView, status_line, summary_table
 log = logging.getLogger("pipeline.runner")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+HURRY_KILL_S = 15.0     # after a second stop request: time for the frame in progress and stop() before SIGKILL
 GO_LEAD_S = 0.3         # sources start their clocks this long after the go signal is sent
 KILL_GRACE_S = 3.0      # after the drain deadline: how long stop()/finalise may take before SIGKILL
 
@@ -228,9 +229,10 @@ class Runner:
                 n.kill()
             self._drain_control(control, nodes, 0.05)
             control.close(0)
-            # In thread mode a thread that never ended may still hold sockets: term() would wait.
+            # destroy(): a socket a failed node never closed must not make term() wait forever.
+            # (In thread mode a node thread that never ended may still use its sockets: leave them.)
             if self.mode == "process" or all(n.poll() is not None for n in nodes.values()):
-                ctx.term()
+                ctx.destroy(linger=0)
             for sig, h in old_handlers.items():
                 signal.signal(sig, h)
             for d in {s.extra.get("ipc_dir_auto") for s in self.specs} - {None, ""}:
@@ -346,12 +348,12 @@ class Runner:
                 for n in nodes.values():
                     if n.poll() is None:
                         n.hurry()
-            if hurried_since is not None and now - hurried_since > 2 * KILL_GRACE_S and not killed:
+            if hurried_since is not None and now - hurried_since > HURRY_KILL_S and not killed:
                 killed = [n.name for n in nodes.values() if n.poll() is None]
                 for n in nodes.values():
                     n.kill()
                 if killed:
-                    return 1, f"shutdown: {', '.join(killed)} did not stop within {2 * KILL_GRACE_S:g}s " \
+                    return 1, f"shutdown: {', '.join(killed)} did not stop within {HURRY_KILL_S:g}s " \
                               f"of the second stop request and were killed", t0
             if all(n.poll() is not None for n in nodes.values()):
                 # Every node ended by itself or drained; collect their last words.

@@ -53,6 +53,8 @@ class Defaults:
     LIVE_SEND_WAIT_MS = 500    # live edges: longest a sender waits for a stuck receiver before dropping
     PUB_SNDHWM = 8             # detector feed: slow subscribers lose frames beyond this
     DETECTOR_FEED = "pub+bind:tcp://127.0.0.1:5560"
+    CONTROL_SNDHWM = 1000      # worker -> runner telemetry messages (small JSON) queued before loss
+    CONTROL_LINGER_MS = 2000   # a worker's last "done"/"error" message gets this long to leave
 
 
 class EndpointError(ValueError):

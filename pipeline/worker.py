@@ -53,9 +53,13 @@ class _Control:
     def __init__(self, ctx: zmq.Context, endpoint: str, node: str):
         self.node = node
         self.sock = ctx.socket(zmq.PUSH)
-        self.sock.setsockopt(zmq.LINGER, 2000)   # let the final done/error message out
-        self.sock.setsockopt(zmq.SNDHWM, 1000)
-        self.sock.connect(parse_endpoint(endpoint).address)
+        try:
+            self.sock.setsockopt(zmq.LINGER, Defaults.CONTROL_LINGER_MS)
+            self.sock.setsockopt(zmq.SNDHWM, Defaults.CONTROL_SNDHWM)
+            self.sock.connect(parse_endpoint(endpoint).address)
+        except Exception:
+            self.sock.close(0)
+            raise
 
     def send(self, kind: str, **fields: Any) -> None:
         try:
@@ -382,8 +386,17 @@ def main() -> int:
         # (Python restores default handlers while it shuts down; ignored signals stay ignored).
         for sig in (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2):
             signal.signal(sig, signal.SIG_IGN)
-        ctx.term()
+        # Closed sockets keep their linger (the end-of-stream still leaves); any socket a failure
+        # left open is dropped at once instead of blocking the exit.
+        ctx.destroy(linger=0)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # Everything is flushed and closed by now (sinks finalised in stop(), sockets drained).
+    # Skipping interpreter teardown, as multiprocessing children do, keeps a loaded machine from
+    # spending seconds finalising torch & co. after the work is done.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

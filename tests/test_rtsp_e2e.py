@@ -61,13 +61,14 @@ def test_pipeline_survives_a_2s_rtsp_server_outage(rtsp_server, tmp_path):
            "--calibration", str(write_calibration(tmp_path / "cal.yaml")),
            "--output", str(tmp_path / "rec"), "--duration", "60", "--fuser", "laplacian",
            "--summary-json", str(tmp_path / "summary.json"),
-           "--set", f"detector_feed.endpoint=pub+bind:{feed_ep}"]
+           "--set", f"detector_feed.endpoint=pub+bind:{feed_ep}",
+           "--set", "pipeline.startup_timeout_s=180", "--set", "pipeline.shutdown_timeout_s=30"]
     feed = FeedTimes(feed_ep)
     feed.start()
     proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 180       # a busy machine may take long to start every stage
         while len(feed.times) < 20 and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.1)
         assert len(feed.times) >= 20, "no fused frames before the outage"
@@ -82,7 +83,7 @@ def test_pipeline_survives_a_2s_rtsp_server_outage(rtsp_server, tmp_path):
                 break
             time.sleep(0.1)
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
+        out, err = proc.communicate(timeout=90)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -14,7 +14,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 def demo_config(tmp_path, calibration, **over):
     ov = {"registration.calibration": str(calibration), "recorder.out_dir": str(tmp_path / "rec"),
-          "detector_feed.enabled": False, "pipeline.status_interval_s": 0.5}
+          "detector_feed.enabled": False, "pipeline.status_interval_s": 0.5,
+          "pipeline.startup_timeout_s": 180.0}     # a busy machine can take long to import torch
     ov.update(over)
     return load_graph_config(REPO / "configs" / "demo.yaml", ov)
 
@@ -42,16 +43,16 @@ def test_slow_fusion_behind_a_live_source_drops_oldest_and_stays_bounded(tmp_pat
     assert res.exit_code == 0, res.reason
     fusion = res.stage("fusion")
     reg = res.stage("registration")
-    assert reg["out"] >= 30                      # ~10 pairs/s kept coming
-    assert 5 <= fusion["out"] <= 20              # 2.5 fps for 6 s
+    assert 3 <= fusion["out"] <= 17              # at most 2.5 fps for 6 s
+    assert reg["out"] >= fusion["out"] + 5       # pairs kept coming faster than fusion took them
     assert fusion["drops_in"] >= reg["out"] - fusion["out"] - 3   # everything not fused was a counted drop
     assert max(depths) <= 2                      # the queue never grew past queue_len
     lat = res.views["fusion"].latencies
     p50, p99 = percentiles(lat)
     # Drop-oldest: a fused frame is at most ~queue_len + 1 processing times old, and it does not
     # grow over the run (without dropping, 6 s at 4x overload would reach several seconds).
-    assert p99 < 2000, lat
-    assert max(lat[-3:]) < 2000
+    assert p99 < 2500, lat
+    assert max(lat[-3:]) < 2500
     assert max(rss) - min(rss) < 150, rss
 
 
@@ -60,13 +61,11 @@ def test_crashed_stage_stops_the_run_with_one_line_and_no_orphans(tmp_path):
     wrong = write_calibration(tmp_path / "wrong.yaml", vis_size=(1280, 720))   # the cameras are 640x480
     gc = demo_config(tmp_path, wrong)
     specs = build_specs(gc, "process")
-    t0 = time.monotonic()
-    res = Runner(specs, mode="process", duration_s=20.0, status_out=None, shutdown_timeout_s=5.0).run()
-    took = time.monotonic() - t0
+    res = Runner(specs, mode="process", duration_s=60.0, status_out=None, shutdown_timeout_s=5.0).run()
     assert res.exit_code == 1
     assert res.reason.startswith("stage registration failed: ") and "\n" not in res.reason
     assert "1280" in res.reason and "640" in res.reason
-    assert took < 20.0, "the failure must end the run long before its duration"
+    assert res.elapsed_s < 20.0, "the failure must end the run long before its 60 s duration"
     assert len(res.pids) == 5
     for pid in res.pids:
         assert not Path(f"/proc/{pid}").exists(), f"worker {pid} outlived the run"
@@ -119,5 +118,46 @@ def test_a_stage_process_killed_mid_run_stops_everything(tmp_path, calibration_f
     res = result[0]
     assert res.exit_code == 1 and res.reason == "stage fusion failed: process ended (killed by signal 9)"
     assert time.monotonic() - t0 < 30
+    for pid in res.pids:
+        assert not Path(f"/proc/{pid}").exists()
+
+
+def test_second_stop_request_stops_at_once_and_still_finalises(tmp_path, calibration_file, monkeypatch):
+    # Lossless edges hold ~8 pairs in front of a fusion stage that takes 2 s each: a first stop
+    # request alone would drain them for ~16 s. The second one must not wait (what Ctrl-C twice does).
+    import threading
+    here = str(Path(__file__).resolve().parent)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([here, os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("SLOW_FUSION_DELAY_S", "2.0")
+    gc = demo_config(tmp_path, calibration_file, **{"pipeline.policy": "lossless"})
+    specs = build_specs(gc, "process", factories={"fusion": "slow_stage:SlowFusionStage"})
+    state = {}
+
+    def on_event(msg):
+        if msg.get("type") == "stats" and msg["node"] == "fusion" and msg.get("out", 0) >= 2 and "t1" not in state:
+            state["t1"] = time.monotonic()
+            runner.request_stop("SIGINT")
+            time.sleep(0.5)
+            runner.request_stop("SIGINT")
+            state["t2"] = time.monotonic()
+
+    runner = Runner(specs, mode="process", duration_s=60, status_out=None, shutdown_timeout_s=60, on_event=on_event)
+    result = []
+    t = threading.Thread(target=lambda: result.append(runner.run()))
+    t.start()
+    t.join(180)
+    t_end = time.monotonic()
+    assert not t.is_alive()
+    res = result[0]
+    assert res.exit_code == 0, res.reason
+    assert t_end - state["t2"] < 10          # the frame in progress (2 s), stop(), exit
+    reg, fus = res.stage("registration"), res.stage("fusion")
+    assert reg["out"] >= fus["out"] + 3            # the queued pairs it did not wait for
+    written = res.stage("recorder")["stage"]["frames_written"]
+    # Stopping at once: a frame fusion finished after the recorder stopped is not recorded.
+    assert 2 <= written <= fus["out"]
+    import av
+    with av.open(res.stage("recorder")["stage"]["files"][0]) as c:
+        assert sum(1 for _ in c.decode(video=0)) == written
     for pid in res.pids:
         assert not Path(f"/proc/{pid}").exists()
