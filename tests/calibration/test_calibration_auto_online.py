@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -95,3 +96,33 @@ def test_online_refiner_checks_sizes():
     ref = OnlineRefiner(OnlineRefinerConfig(), Calibration(TRUE, VIS_SIZE, IR_SIZE))
     with pytest.raises(CalibrationError, match="640x480"):
         ref.update(np.zeros((240, 320, 3), np.uint8), np.zeros((256, 320), np.uint8))
+
+
+DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+
+
+@pytest.mark.data
+def test_auto_recovers_a_known_distortion_of_real_roadscene_pairs():
+    """Real cross-modal pairs: the distortion is recovered to < 2 px of the undistorted answer.
+
+    The data set's own registration is off by ~3 px (docs/calibration.md), so this compares
+    with the method's answer on the undistorted pair, not with the data set.
+    """
+    root = DATA / "roadscene"
+    if not (root / "vis").is_dir():
+        pytest.skip(f"real pairs not found at {root.resolve()} (../shared/data/roadscene)")
+    names = sorted(p.name for p in (root / "vis").glob("*.jpg"))[:40:10]  # test split, 4 pairs
+    rng = np.random.default_rng(0)
+    errs = {}
+    for name in names:
+        ir = cv2.imread(str(root / "ir" / name), cv2.IMREAD_GRAYSCALE)
+        vis = cv2.resize(cv2.imread(str(root / "vis" / name)), (ir.shape[1], ir.shape[0]),
+                         interpolation=cv2.INTER_AREA)
+        h, w = ir.shape
+        g = similarity(rng.uniform(0.93, 1.07), rng.uniform(-4, 4), ((w - 1) / 2, (h - 1) / 2),
+                       ((w - 1) / 2, (h - 1) / 2), shift=rng.uniform(-0.06, 0.06, 2) * (w, h))
+        base = calibration.estimate(vis, ir, method="auto").ir_from_vis
+        moved = calibration.estimate(cv2.warpPerspective(vis, g, (w, h)), ir, method="auto").ir_from_vis
+        errs[name] = round(corner_error(moved, base @ np.linalg.inv(g), (w, h)), 2)
+    # 4 of 4 recover to < 0.8 px today; one night pair may fail (78 % over the whole split).
+    assert sum(e < 2.0 for e in errs.values()) >= 3, f"recovery errors (px): {errs}"
