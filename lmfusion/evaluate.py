@@ -126,18 +126,13 @@ def make_grid(methods: dict[str, Callable], clearer: Fuser | None, pairs: list[S
             row.append(f if f.ndim == 3 else cv2.cvtColor(f, cv2.COLOR_GRAY2BGR))
         if clearer is not None:
             row.append(clearer.clear(p.vis_smoky))
-        scale = height / row[0].shape[0]
-        row = [cv2.resize(t, (round(t.shape[1] * scale), height)) for t in row]
-        tiles.append(np.hstack(row))
-    width = max(t.shape[1] for t in tiles)
-    tiles = [cv2.copyMakeBorder(t, 0, 0, 0, width - t.shape[1], cv2.BORDER_CONSTANT) for t in tiles]
+        tile_w = round(height * 4 / 3)  # one cell size for every image, so the columns line up
+        tiles.append(np.hstack([cv2.resize(t, (tile_w, height), interpolation=cv2.INTER_AREA) for t in row]))
     labels = ["smoky VIS", "IR", *methods.keys()] + (["clear(VIS)"] if clearer is not None else [])
+    width, w0 = tiles[0].shape[1], tiles[0].shape[1] // len(labels)
     head = np.zeros((28, width, 3), np.uint8)
-    x = 4
-    w0 = tiles[0].shape[1] // len(labels)
-    for lab in labels:
-        cv2.putText(head, lab, (x, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
-        x += w0
+    for k, lab in enumerate(labels):
+        cv2.putText(head, lab, (4 + k * w0, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), np.vstack([head, *tiles]))
 

@@ -40,7 +40,7 @@ def test_eval_fusion_scores_every_method_and_grid_has_a_column_each(tmp_path, we
     assert res["laplacian"]["Qabf"] > res["average"]["Qabf"]
     make_grid(methods, f, pairs, tmp_path / "grid.png", rows=2, height=64)
     grid = cv2.imread(str(tmp_path / "grid.png"))
-    assert grid.shape[0] == 28 + 2 * 64 and grid.shape[1] == 6 * 80   # VIS, IR, 3 methods, clear
+    assert grid.shape[0] == 28 + 2 * 64 and grid.shape[1] == 6 * round(64 * 4 / 3)  # VIS, IR, 3 methods, clear
 
 
 def test_cli_fuse_files_and_folders(tmp_path, weights_dir):
