@@ -154,8 +154,8 @@ def test_second_stop_request_stops_at_once_and_still_finalises(tmp_path, calibra
     reg, fus = res.stage("registration"), res.stage("fusion")
     assert reg["out"] >= fus["out"] + 3            # the queued pairs it did not wait for
     written = res.stage("recorder")["stage"]["frames_written"]
-    # Stopping at once: a frame fusion finished after the recorder stopped is not recorded.
-    assert 2 <= written <= fus["out"]
+    # Stopping at once: frames still on their way to the recorder when it stopped are not recorded.
+    assert 1 <= written <= fus["out"]
     import av
     with av.open(res.stage("recorder")["stage"]["files"][0]) as c:
         assert sum(1 for _ in c.decode(video=0)) == written
