@@ -28,6 +28,7 @@ from typing import Any, Hashable, Protocol
 import numpy as np
 import torch
 
+from .engines import check_device
 from .errors import InputError, LMFusionError
 from .networks import LMFusionNet, STRATEGIES
 
@@ -231,13 +232,7 @@ class CudaStreamEngine:
 
     def __init__(self, model: LMFusionNet, device: str = "cuda", precision: str = "fp16",
                  depth: int = 3, chunk: int = 0):
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise LMFusionError(f"device {device!r}: CUDA is not available on this machine "
-                                f"(torch {torch.__version__}); use device='cpu'")
-        if precision not in ("fp32", "fp16"):
-            raise LMFusionError(f"precision {precision!r}: expected 'fp32' or 'fp16'")
-        if precision == "fp16" and not device.startswith("cuda"):
-            raise LMFusionError("precision 'fp16' needs device='cuda' (CPU inference runs in fp32)")
+        check_device(device, precision)
         if chunk < 0:
             raise LMFusionError(f"chunk {chunk}: expected 0 (whole batch) or a positive batch size")
         self.device = torch.device(device)

@@ -14,19 +14,24 @@ from .errors import LMFusionError
 from .networks import LMFusionNet, STRATEGIES
 
 
+def check_device(device: str, precision: str) -> None:
+    """One-line errors for a CUDA device that is absent or fp16 asked for on the CPU."""
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise LMFusionError(f"device {device!r}: CUDA is not available on this machine "
+                            f"(torch {torch.__version__}); use device='cpu'")
+    if precision not in ("fp32", "fp16"):
+        raise LMFusionError(f"precision {precision!r}: expected 'fp32' or 'fp16'")
+    if precision == "fp16" and not device.startswith("cuda"):
+        raise LMFusionError("precision 'fp16' needs device='cuda' (CPU inference runs in fp32)")
+
+
 class TorchEngine:
     """torch eager: CPU fp32, or CUDA fp16/fp32 with channels_last."""
 
     name = "torch"
 
     def __init__(self, model: LMFusionNet, device: str = "cpu", precision: str = "fp32"):
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise LMFusionError(f"device {device!r}: CUDA is not available on this machine "
-                                f"(torch {torch.__version__}); use device='cpu'")
-        if precision not in ("fp32", "fp16"):
-            raise LMFusionError(f"precision {precision!r}: expected 'fp32' or 'fp16'")
-        if precision == "fp16" and not device.startswith("cuda"):
-            raise LMFusionError("precision 'fp16' needs device='cuda' (CPU inference runs in fp32)")
+        check_device(device, precision)
         self.device = torch.device(device)
         self.dtype = torch.float16 if precision == "fp16" else torch.float32
         self.model = model.to(self.device, self.dtype).eval()

@@ -76,28 +76,29 @@ def test_missing_weights(tmp_path):
         lmfusion.load(tmp_path)
 
 
-def test_weights_of_another_format_version(weights_dir, tmp_path):
-    from safetensors.torch import load_file
+def _copy_with_metadata(src_dir, dst_dir, edit):
+    """Copy the weights file with its metadata changed by ``edit(meta)``."""
     from safetensors import safe_open
-    src = weights_dir / "lmfusion.safetensors"
+    from safetensors.torch import load_file
+    src = src_dir / "lmfusion.safetensors"
     with safe_open(str(src), framework="pt") as fh:
         meta = dict(fh.metadata())
-    meta["format_version"] = "999"
-    save_file(load_file(str(src)), str(tmp_path / "lmfusion.safetensors"), metadata=meta)
+    edit(meta)
+    save_file(load_file(str(src)), str(dst_dir / "lmfusion.safetensors"), metadata=meta)
+
+
+def test_weights_of_another_format_version(weights_dir, tmp_path):
+    _copy_with_metadata(weights_dir, tmp_path, lambda m: m.update(format_version="999"))
     with pytest.raises(lmfusion.WeightsError, match="format version '999'"):
         lmfusion.load(tmp_path)
 
 
 def test_weights_of_another_architecture(weights_dir, tmp_path):
-    from safetensors.torch import load_file
-    from safetensors import safe_open
-    src = weights_dir / "lmfusion.safetensors"
-    with safe_open(str(src), framework="pt") as fh:
-        meta = dict(fh.metadata())
-    cfg = json.loads(meta["config"])
-    cfg["lmf"]["width"] = 16                     # claims a wider LMF than the tensors hold
-    meta["config"] = json.dumps(cfg)
-    save_file(load_file(str(src)), str(tmp_path / "lmfusion.safetensors"), metadata=meta)
+    def wider(meta):
+        cfg = json.loads(meta["config"])
+        cfg["lmf"]["width"] = 16                 # claims a wider LMF than the tensors hold
+        meta["config"] = json.dumps(cfg)
+    _copy_with_metadata(weights_dir, tmp_path, wider)
     with pytest.raises(lmfusion.WeightsError, match="do not match architecture"):
         lmfusion.load(tmp_path)
 
