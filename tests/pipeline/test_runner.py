@@ -53,7 +53,11 @@ def test_slow_fusion_behind_a_live_source_drops_oldest_and_stays_bounded(tmp_pat
     # grow over the run (without dropping, 6 s at 4x overload would reach several seconds).
     assert p99 < 2500, lat
     assert max(lat[-3:]) < 2500
-    assert max(rss) - min(rss) < 150, rss
+    # Memory stays flat once running: start-up (stage imports, e.g. torch loaded lazily by a
+    # stage: ~500 MB) is excluded by skipping the first third of the samples; shrinking at
+    # shutdown is fine, growth is not.
+    steady = rss[len(rss) // 3:]
+    assert len(steady) >= 5 and max(steady) - steady[0] < 150, rss
 
 
 def test_crashed_stage_stops_the_run_with_one_line_and_no_orphans(tmp_path):
