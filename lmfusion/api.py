@@ -17,7 +17,8 @@ from .errors import ConfigError, InputError, WeightsError
 from .networks import STRATEGIES
 from .weights import DEFAULT_FILE, load_model
 
-MODEL_FILES = {"default": DEFAULT_FILE, "paper": "lmfusion_paper.safetensors"}
+MODEL_FILES = {"default": DEFAULT_FILE, "paper": "lmfusion_paper.safetensors",
+               "fast": "lmfusion_fast.safetensors"}  # fast: distilled CPU option, not shipped
 
 
 def _check_vis(vis: np.ndarray, name: str = "vis") -> None:
