@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lmfusion.config import AutoencoderConfig, LMFConfig, ModelConfig, PRESETS  # noqa: E402
-from lmfusion.networks import LMFusionNet  # noqa: E402
+from lmfusion.networks import LMFusionNet, lively_random_model  # noqa: E402
 
 # CPU real-time candidates (proposals for config.py; the lead owns the presets). Each keeps the
 # architecture and changes only widths, the LMF trunk scale, and whether LMF maps the IR latent
@@ -73,17 +73,7 @@ def build(name: str) -> LMFusionNet:
     if path is not None and path.exists():
         from lmfusion.weights import load_model
         return load_model(path)[0].eval()
-    torch.manual_seed(0)
-    net = LMFusionNet(cfg).eval()
-    with torch.no_grad():
-        for p in net.parameters():
-            if p.abs().max() == 0:
-                p.normal_(0, 0.1)
-        x = torch.rand(2, 1, 64, 64)
-        pre = net.decoder(net.lmf(net.encoder(x)))
-        net.decoder.out.weight.mul_(0.25 / (pre.std() + 1e-6))
-        net.decoder.out.bias.add_(0.5 - net.decoder(net.lmf(net.encoder(x))).mean())
-    return net
+    return lively_random_model(cfg)
 
 
 def count_macs(model: LMFusionNet, h: int, w: int, batch: int = 1, strategy: str | None = None) -> int:

@@ -334,3 +334,23 @@ class LMFusionNet(nn.Module):
 
     def reconstruct(self, y: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(y)).clamp(0, 1)
+
+
+def lively_random_model(cfg: ModelConfig, seed: int = 0) -> LMFusionNet:
+    """Random weights whose output is not flat, for benchmarks and engine tests.
+
+    A fresh init zeroes the identity-initialised heads and decodes a nearly constant image,
+    which would let a broken engine pass a comparison; perturb those and scale the decoder so
+    the output spans about [0, 1]. Speed does not depend on the values.
+    """
+    torch.manual_seed(seed)
+    net = LMFusionNet(cfg).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            if p.abs().max() == 0:
+                p.normal_(0, 0.1)
+        x = torch.rand(2, 1, 64, 64)
+        pre = net.decoder(net.lmf(net.encoder(x)))
+        net.decoder.out.weight.mul_(0.25 / (pre.std() + 1e-6))
+        net.decoder.out.bias.add_(0.5 - net.decoder(net.lmf(net.encoder(x))).mean())
+    return net

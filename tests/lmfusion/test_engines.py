@@ -17,7 +17,7 @@ from lmfusion.config import preset
 from lmfusion.cuda_engine import CudaStreamEngine, PipelineScheduler
 from lmfusion.engines import TorchEngine, make_engine
 from lmfusion.errors import InputError, LMFusionError
-from lmfusion.networks import LMFusionNet
+from lmfusion.networks import LMFusionNet, lively_random_model
 from lmfusion.onnx_engine import CPU_EP, CUDA_EP, TRT_EP, OrtEngine, choose_providers
 from lmfusion.weights import save_model
 
@@ -28,17 +28,7 @@ def lively(cfg_name: str, seed: int = 0) -> LMFusionNet:
     Fresh init makes the identity-initialised heads zero and the decoded image nearly constant,
     which would let a broken engine pass; perturb those and scale the decoder to use [0, 1].
     """
-    torch.manual_seed(seed)
-    net = LMFusionNet(preset(cfg_name)).eval()
-    with torch.no_grad():
-        for p in net.parameters():
-            if p.abs().max() == 0:
-                p.normal_(0, 0.1)
-        x = torch.rand(2, 1, 64, 64)
-        pre = net.decoder(net.lmf(net.encoder(x)))
-        net.decoder.out.weight.mul_(0.25 / (pre.std() + 1e-6))
-        net.decoder.out.bias.add_(0.5 - net.decoder(net.lmf(net.encoder(x))).mean())
-    return net
+    return lively_random_model(preset(cfg_name), seed)
 
 
 def pairs(b: int, h: int, w: int, seed: int = 1, colour: bool = True):
