@@ -71,7 +71,7 @@ def _evaluate(args) -> int:
     for m in args.models:
         fusers[m] = load(args.weights, model=m)
         files[m] = Path(args.weights) / MODEL_FILES[m]
-    res = run(fusers, files, Path(args.out), sots_limit=args.sots_limit, limit=args.limit)
+    run(fusers, files, Path(args.out), sots_limit=args.sots_limit, limit=args.limit)
     print((Path(args.out) / "results.md").read_text())
     return 0
 
