@@ -91,14 +91,33 @@ def training_images(root: Path | None = None, max_side: int = 640) -> list[np.nd
     for sub in ("tno", "tno_sequences", "vifb"):
         for path in _images_under(root / sub):
             images.append(read_gray(path))
-    out = []
-    for img in images:
-        s = max_side / max(img.shape)
-        if s < 1:
-            img = cv2.resize(img, (round(img.shape[1] * s), round(img.shape[0] * s)),
-                             interpolation=cv2.INTER_AREA)
-        out.append(img)
-    return out
+    return [_limit_side(img, max_side) for img in images]
+
+
+def visible_training_images(root: Path | None = None, max_side: int = 640) -> list[np.ndarray]:
+    """Clean visible-band gray images only (stage 2): RoadScene train VIS-Y, TNO ``*_Vis``/
+    ``*Vis*`` frames and VIFB ``vis/``. Never LLVIP or SOTS."""
+    root = root or data_root()
+    images = [cv2.cvtColor(load_roadscene_pair(p)[0], cv2.COLOR_BGR2GRAY) for p in roadscene_pairs("train", root)]
+    images += [read_gray(p) for p in _images_under(root / "tno") if "vis" in p.stem.lower()]
+    images += [read_gray(p) for p in _images_under(root / "vifb" / "vis")]
+    return [_limit_side(img, max_side) for img in images]
+
+
+def _limit_side(img: np.ndarray, max_side: int) -> np.ndarray:
+    s = max_side / max(img.shape)
+    if s < 1:
+        img = cv2.resize(img, (round(img.shape[1] * s), round(img.shape[0] * s)), interpolation=cv2.INTER_AREA)
+    return img
+
+
+def stretch_contrast(img: np.ndarray, pct: float = 1.0) -> np.ndarray:
+    """uint8 image with its ``pct`` and 100-``pct`` percentiles stretched to 0 and 255."""
+    lo, hi = np.percentile(img, [pct, 100 - pct])
+    if hi - lo < 8:  # flat crop: nothing to stretch
+        return img
+    out = (img.astype(np.float32) - lo) * (255.0 / (hi - lo))
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
 def random_crop(img: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:

@@ -289,6 +289,33 @@ def fuse_detail(a: torch.Tensor, b: torch.Tensor, levels: int = 4) -> torch.Tens
     return F.interpolate(lo, size=size, mode="bilinear", align_corners=False) + hi
 
 
+def _local_energy(x: torch.Tensor, k: int = 3) -> torch.Tensor:
+    """Channel-summed squared detail, averaged over a k x k window: (B,C,H,W) -> (B,1,H,W)."""
+    return F.avg_pool2d(x.pow(2).sum(1, keepdim=True), k, 1, k // 2, count_include_pad=False)
+
+
+def fuse_detail_soft(a: torch.Tensor, b: torch.Tensor, levels: int = 4, power: float = 2.0) -> torch.Tensor:
+    """Latent Laplacian pyramid with soft, window-based detail weights.
+
+    Like ``detail`` (average base, detail from the stronger input), but each band-pass
+    coefficient is a blend weighted by the local energy of each input's detail over a 3x3
+    window, w_a = E_a^(p/2) / (E_a^(p/2) + E_b^(p/2)). Where one camera has all the detail the
+    blend equals the max-abs rule; where both have some, it averages instead of switching
+    pixel by pixel, which is what costs the hard rule structural similarity (SSIM) with both
+    inputs. Measured on RoadScene train pairs with synthetic smoke (docs/model.md).
+    """
+    if levels == 0 or min(a.shape[-2:]) < 4:
+        return fuse_average(a, b)
+    a_lo, b_lo = _blur_down(a), _blur_down(b)
+    size = a.shape[-2:]
+    a_hi = a - F.interpolate(a_lo, size=size, mode="bilinear", align_corners=False)
+    b_hi = b - F.interpolate(b_lo, size=size, mode="bilinear", align_corners=False)
+    ea, eb = _local_energy(a_hi).pow(power / 2), _local_energy(b_hi).pow(power / 2)
+    wa = (ea + 1e-12) / (ea + eb + 2e-12)
+    lo = fuse_detail_soft(a_lo, b_lo, levels - 1, power)
+    return F.interpolate(lo, size=size, mode="bilinear", align_corners=False) + wa * a_hi + (1 - wa) * b_hi
+
+
 STRATEGIES = {
     "average": fuse_average,
     "channel_avg": lambda a, b: fuse_channel(a, b, "avg"),
@@ -297,6 +324,7 @@ STRATEGIES = {
     "spatial": fuse_spatial,
     "hybrid": fuse_hybrid,
     "detail": fuse_detail,
+    "detail_soft": fuse_detail_soft,
 }
 
 

@@ -58,6 +58,16 @@ class TrainConfig:
     smoke_kinds: tuple[str, ...] = ("turbulent", "plume", "uniform", "depth")
     p_clean: float = 0.2           # stage 2: fraction of clean -> clean (identity) pairs
     tau_max: tuple[float, float] = (0.2, 3.0)  # stage 2: peak optical depth range
+    airlight: tuple[float, float] = (0.55, 1.0)  # stage 2: grey level of the scattered light
+    p_dark_smoke: float = 0.1      # stage 2: fraction of dark (sooty) smoke, airlight 0.2-0.5
+    images: str = "all"            # all: both modalities (stage 1); visible: VIS only (stage 2:
+                                   # IR frames have no true black, so in them a lifted black
+                                   # level is not a smoke cue and teaches the LMF to ignore it)
+    p_stretch: float = 0.0         # stage 2: fraction of clean crops contrast-stretched (1st/99th
+                                   # percentile to 0/255) before smoke: the clean data sets are
+                                   # dim (median 1st percentile 81/255), so without this the LMF
+                                   # never sees a full-range scene under haze
+    init_lmf: str = ""             # stage 2: start the LMF from this weights file (fine-tune)
     seed: int = 0
     init: str = ""                 # stage 2: stage-1 weights file (encoder + decoder)
     out: str = ""                  # output folder (default runs/<name>)
@@ -82,6 +92,8 @@ class TrainConfig:
             raise ConfigError(f"{path}: stage: expected 1 or 2, got {cfg.stage!r}")
         if cfg.optimizer not in ("piecewise", "adam", "adamw"):
             raise ConfigError(f"{path}: optimizer: expected piecewise, adam or adamw, got {cfg.optimizer!r}")
+        if cfg.images not in ("all", "visible"):
+            raise ConfigError(f"{path}: images: expected all or visible, got {cfg.images!r}")
         if cfg.stage == 2 and not cfg.init:
             raise ConfigError(f"{path}: init: stage 2 needs the stage-1 weights file")
         return cfg
@@ -140,6 +152,8 @@ class Trainer:
             load_state_into(self.model.decoder, Path(cfg.init), "decoder.")
             for p in list(self.model.encoder.parameters()) + list(self.model.decoder.parameters()):
                 p.requires_grad_(False)
+            if cfg.init_lmf:
+                load_state_into(self.model.lmf, Path(cfg.init_lmf), "lmf.")
             self.trained = self.model.lmf
         else:
             self.trained = torch.nn.ModuleList([self.model.encoder, self.model.decoder])
@@ -148,8 +162,11 @@ class Trainer:
                   {"params": [p for n, p in named if "global_affine" in n], "lr_mult": cfg.global_lr_mult}]
         self.opt = make_optimizer(cfg, [g for g in groups if g["params"]])
         self.rng = np.random.default_rng(cfg.seed)
-        self.smoke = SmokeConfig(kinds=tuple(cfg.smoke_kinds), p_clean=cfg.p_clean, tau_max=tuple(cfg.tau_max))
-        self.images = images if images is not None else D.training_images()
+        self.smoke = SmokeConfig(kinds=tuple(cfg.smoke_kinds), p_clean=cfg.p_clean, tau_max=tuple(cfg.tau_max),
+                                 airlight=tuple(cfg.airlight), p_dark_smoke=cfg.p_dark_smoke)
+        if images is None:
+            images = D.visible_training_images() if cfg.images == "visible" else D.training_images()
+        self.images = images
         self.val = val_images if val_images is not None else self._default_val()
         self.step, self.elapsed = 0, 0.0
         self.out = cfg.out_dir
@@ -168,7 +185,8 @@ class Trainer:
     # -- batches ---------------------------------------------------------------------------
     def _crops(self) -> list[np.ndarray]:
         idx = self.rng.integers(0, len(self.images), self.cfg.batch)
-        return [D.random_crop(self.images[i], self.cfg.crop, self.rng) for i in idx]
+        crops = [D.random_crop(self.images[i], self.cfg.crop, self.rng) for i in idx]
+        return [D.stretch_contrast(c) if self.rng.random() < self.cfg.p_stretch else c for c in crops]
 
     def _smoke_pairs(self, clean: list[np.ndarray], rng: np.random.Generator, force: bool = False):
         smoky = [add_smoke(c.astype(np.float32) / 255, rng, self.smoke, force_smoke=force).smoky for c in clean]

@@ -58,6 +58,7 @@ def cache(tmp_path, monkeypatch):
     ("tiny", "average", 64, 96),
     ("tiny", "detail", 70, 90),      # odd pyramid sizes, padded to the multiple
     ("default", "detail", 64, 64),
+    ("tiny", "detail_soft", 70, 90),
     ("paper", "average", 48, 40),
     ("tiny", "hybrid", 40, 48),
 ])

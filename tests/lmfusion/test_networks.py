@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from lmfusion.config import PRESETS, ConfigError, ModelConfig, preset
-from lmfusion.networks import LMF, STRATEGIES, LMFusionNet, fuse_detail
+from lmfusion.networks import LMF, STRATEGIES, LMFusionNet, fuse_detail, fuse_detail_soft
 
 
 @pytest.mark.parametrize("name", ["paper", "tiny"])
@@ -57,6 +57,22 @@ def test_detail_strategy_keeps_an_edge_present_in_only_one_input():
     step = lambda x: (x[..., 16].mean() - x[..., 15].mean()).item()  # contrast across the edge
     assert step(avg) == pytest.approx(0.5)
     assert step(det) > 0.9
+
+
+def test_soft_detail_keeps_a_lone_edge_and_averages_shared_texture():
+    a = torch.zeros(1, 3, 32, 32)
+    a[..., 16:] = 1.0                   # a step edge only in a
+    b = torch.full_like(a, 0.5)
+    step = lambda x: (x[..., 16].mean() - x[..., 15].mean()).item()
+    assert step(fuse_detail_soft(a, b)) > 0.9  # as the hard max-abs rule
+    # The same texture in both inputs at different strengths: the hard rule copies the stronger
+    # one; the soft rule blends towards it, staying between the two.
+    g = torch.Generator().manual_seed(0)
+    tex = torch.randn(1, 3, 32, 32, generator=g)
+    a2, b2 = 0.5 + 0.2 * tex, 0.5 + 0.1 * tex
+    soft, hard = fuse_detail_soft(a2, b2), fuse_detail(a2, b2)
+    amp = lambda x: (x - x.mean()).std().item()
+    assert amp(b2) < amp(soft) < amp(hard) <= amp(a2) * 1.05
 
 
 def test_channel_attention_weights_the_stronger_channel():

@@ -76,3 +76,34 @@ def test_train_config_validation(tmp_path):
     p.write_text("stage: 1\noptimizer: sgd\n")
     with pytest.raises(ConfigError, match="optimizer"):
         TrainConfig.from_yaml(p)
+
+
+def test_stage2_fine_tune_starts_from_the_given_lmf(tmp_path):
+    imgs = _images()
+    Trainer(_cfg(tmp_path, stage=1, sub="s1", steps=2), imgs, imgs[:1]).run()
+    init = str(tmp_path / "s1" / "model.safetensors")
+    Trainer(_cfg(tmp_path, stage=2, sub="s2", init=init, steps=3), imgs, imgs[:1]).run()
+    first, _ = load_model(tmp_path / "s2" / "model.safetensors")
+    tuned = Trainer(_cfg(tmp_path, stage=2, sub="s3", init=init, steps=3,
+                         init_lmf=str(tmp_path / "s2" / "model.safetensors")), imgs, imgs[:1])
+    for a, b in zip(first.lmf.state_dict().values(), tuned.model.lmf.state_dict().values()):
+        assert torch.equal(a, b)   # before any step: exactly the LMF it was told to start from
+
+
+def test_images_key_is_validated(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("stage: 1\nimages: thermal\n")
+    with pytest.raises(ConfigError, match="images: expected all or visible"):
+        TrainConfig.from_yaml(p)
+
+
+def test_stretch_contrast_maps_percentiles_to_full_range():
+    from lmfusion.data import stretch_contrast
+    rng = np.random.default_rng(0)
+    dim = rng.integers(80, 161, (64, 64)).astype(np.uint8)     # a dim, hazy-looking frame
+    out = stretch_contrast(dim)
+    assert np.percentile(out, 1) <= 3 and np.percentile(out, 99) >= 252
+    order = np.argsort(dim, axis=None)
+    assert np.all(np.diff(out.ravel()[order].astype(int)) >= 0)  # grey order kept
+    flat = np.full((8, 8), 120, np.uint8)
+    assert np.array_equal(stretch_contrast(flat), flat)          # nothing to stretch
