@@ -1,8 +1,10 @@
 """Online refinement: re-estimate the VIS->IR geometry from live pairs, adopt it only when better.
 
-The registration stage owns one `OnlineRefiner` and hands it a raw pair now and then
-(`offer()` counts pairs and re-estimates every `every_n_pairs`; `update()` re-estimates now).
-Pure logic: no sockets, no threads; an estimate costs about 0.1-1 s of CPU on the caller.
+A caller owns one `OnlineRefiner` and hands it a raw pair now and then (`offer()` counts pairs
+and re-estimates every `every_n_pairs`; `update()` re-estimates now). The registration stage
+(`registration.online_refine`, stages/registration.py) calls update() every `every_s` seconds
+of capture time, on a worker thread. Pure logic: no sockets, no threads; an estimate costs
+about 0.1-1 s of CPU on the caller.
 
 A new geometry is adopted only when all of these hold:
 - the VIS frame has structure to register on (gate: gradient energy and contrast; smoke washes
@@ -79,11 +81,12 @@ class OnlineRefiner:
             return None
         return self.update(vis, ir)
 
-    def update(self, vis: np.ndarray, ir: np.ndarray) -> RefineResult:
+    def update(self, vis: np.ndarray, ir: np.ndarray, where: str = "") -> RefineResult:
         """Re-estimate from one raw pair now.
 
         vis: HxWx3 BGR or HxW uint8 in VIS geometry (the raw frame, not the warped one);
         ir: HxW uint8. Sizes must match the current calibration (CalibrationError otherwise).
+        where: appended to the log line of an adoption (e.g. which pair it came from).
         """
         cfg, cur = self.config, self.calibration
         cur.check_sizes((vis.shape[1], vis.shape[0]), (ir.shape[1], ir.shape[0]))
@@ -108,8 +111,9 @@ class OnlineRefiner:
         adopted = Calibration(ir_from_vis=cand.ir_from_vis, vis_size=cur.vis_size, ir_size=cur.ir_size,
                               model=cur.model if cfg.auto.model == cur.model else cfg.auto.model,
                               rms_px=float("nan"), method=f"online from {cur.id}", date=today())
-        log.info("calibration %s -> %s: score %.3f -> %.3f, corners moved %.2f px",
-                 cur.id, adopted.id, old, new, shift)
+        log.info("calibration %s -> %s: adopted, score %.3f -> %.3f (gain %.3f >= margin %.3f), "
+                 "corners moved %.2f px%s", cur.id, adopted.id, old, new, new - old, cfg.margin, shift,
+                 f" ({where})" if where else "")
         self.calibration = adopted
         self.adoptions += 1
         return RefineResult(True, "adopted", old, new, shift, adopted)

@@ -178,7 +178,9 @@ def build(cls: type, data: Any, where: str) -> Any:
 
 
 def dataclass_to_dict(obj: Any) -> dict:
-    return {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+    """Field name -> value; a nested config dataclass (a sub-section) becomes a dict too."""
+    return {f.name: dataclass_to_dict(v) if dataclasses.is_dataclass(v := getattr(obj, f.name)) else v
+            for f in dataclasses.fields(obj)}
 
 
 def load_yaml(path: str | Path) -> dict:

@@ -12,12 +12,20 @@ VIS frame at or after the IR time has arrived, or until the next VIS frame (at l
 the recent VIS interval after the last one) could not be nearer, or until end-of-stream. Frames that find no partner are counted per modality (`unmatched_vis`,
 `unmatched_ir`) and reported by `stats()`; nothing is dropped silently. With the demo's
 20 fps VIS and 10 fps IR about half the VIS frames have no IR partner by design.
+
+Online refinement (`online_refine.enabled`, off by default): every `every_s` seconds of capture
+time the raw pair (VIS before the warp, IR) goes to `calibration.online.OnlineRefiner`, which
+re-estimates the geometry from the current one and adopts the result only when the VIS frame
+has structure (smoke gate) and the alignment score gains `margin`. An adoption is logged in one
+line (old -> new calibration id, scores, corner move, the pair) and later pairs carry the new
+`calibration_id`. stats() counts attempts, adoptions and rejections by reason.
 """
 from __future__ import annotations
 
 import collections
 import logging
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import cv2
@@ -33,6 +41,30 @@ class RegistrationError(RuntimeError):
 
 
 @dataclass
+class OnlineRefineConfig:
+    """Section `registration.online_refine`: re-estimate the geometry from live pairs now and
+    then and adopt a better one (calibration/online.py; docs/calibration.md)."""
+
+    enabled: bool = False            # off: the loaded calibration is used unchanged
+    every_s: float = 10.0            # capture-time seconds between re-estimates (the first at the first pair)
+    margin: float = 0.02             # alignment-score gain (gradient correlation, in [-1, 1]) needed to adopt
+    min_gradient_energy: float = 1.25  # smoke gate: VIS mean |gradient| (gray levels/px) below this is not used
+    min_contrast: float = 10.0       # smoke gate: VIS gray-level std (after a 2 px blur) below this is not used
+    max_shift_px: float = 40.0       # IR px: a larger mean corner move is a wrong match, never adopted
+    background: bool = True          # true: estimate on a worker thread, pairs never wait for it;
+                                     # false: inline (reproducible; one pair per every_s waits ~0.1-1 s)
+
+    def __post_init__(self) -> None:
+        if not self.every_s > 0:
+            raise ValueError(f"every_s: must be > 0 seconds, got {self.every_s}")
+        if not self.max_shift_px > 0:
+            raise ValueError(f"max_shift_px: must be > 0 px, got {self.max_shift_px}")
+        for key in ("margin", "min_gradient_energy", "min_contrast"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"{key}: must be >= 0, got {getattr(self, key)}")
+
+
+@dataclass
 class RegistrationConfig:
     calibration: str = "configs/calibration/demo.yaml"  # ir_from_vis calibration YAML (path)
     tolerance_ms: float = 35.0       # max |t_vis - t_ir| for a pair, milliseconds
@@ -40,8 +72,18 @@ class RegistrationConfig:
     output_size: list[int] | None = None  # [w, h] px of the pair sent to fusion; null = IR size
     crop: list[int] | None = None    # [x, y, w, h] px in IR geometry, applied before resizing
     stream: str = ""                 # name of the pair stream; empty = the IR frame's stream
+    online_refine: OnlineRefineConfig = field(default_factory=OnlineRefineConfig)  # see OnlineRefineConfig
 
     def __post_init__(self) -> None:
+        if isinstance(self.online_refine, dict):  # built in code from a plain mapping
+            names = [f.name for f in fields(OnlineRefineConfig)]
+            for key in self.online_refine:
+                if key not in names:
+                    raise ValueError(f"online_refine.{key}: unknown key (expected one of: {', '.join(names)})")
+            try:
+                self.online_refine = OnlineRefineConfig(**self.online_refine)
+            except ValueError as e:
+                raise ValueError(f"online_refine.{e}") from None
         if not self.tolerance_ms > 0:
             raise ValueError(f"tolerance_ms: must be > 0 ms, got {self.tolerance_ms}")
         if self.max_pending < 1:
@@ -80,6 +122,68 @@ class _LocalCalibration:
         return cv2.warpPerspective(vis, self.ir_from_vis, self.ir_size, flags=cv2.INTER_LINEAR)
 
 
+class _RefineWorker:
+    """One daemon thread that runs `OnlineRefiner.update()` on the pair it is handed.
+
+    Why a thread: an estimate costs 0.1-1 s of CPU (IR 320x256 .. 768x576), 1-10 frame periods
+    at the IR camera's 10 fps. Inline, one pair per `every_s` would wait that long and a live
+    edge would drop the frames queued behind it. Here the frame path only copies the pair
+    (~1 ms) and hands it over; while an estimate is running no new pair is taken (the caller
+    skips that period), so refinement never costs more than one core-second per `every_s`
+    (about 1-5 % of a core at the default 10 s). OpenCV's warps and ECC release the GIL, so
+    the frame path keeps running beside it (measured in tests/pipeline/test_registration_online.py).
+    """
+
+    def __init__(self, refiner, done) -> None:
+        self._refiner, self._done = refiner, done
+        self._cond = threading.Condition()
+        self._job: tuple | None = None   # (vis, ir, where) waiting for the thread
+        self._busy = False
+        self._closed = False
+        self.error: BaseException | None = None   # what killed the thread; the frame path raises it
+        self._thread = threading.Thread(target=self._run, name="online-refine", daemon=True)
+        self._thread.start()
+
+    def submit(self, vis: np.ndarray, ir: np.ndarray, where: str) -> bool:
+        """Hand over one pair (copied by the caller); False while an estimate is still running."""
+        with self._cond:
+            if self._busy or self._job is not None or self._closed:
+                return False
+            self._job = (vis, ir, where)
+            self._cond.notify_all()
+            return True
+
+    def idle(self) -> bool:
+        with self._cond:
+            return not self._busy and self._job is None
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._job is None and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                job, self._job, self._busy = self._job, None, True
+            try:
+                self._done(self._refiner.update(*job))
+            except BaseException as e:  # noqa: BLE001 - reported on the frame path, fatal there
+                self.error = e
+                return
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Stop taking pairs; wait up to timeout_s for a running estimate (it is a daemon)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout_s)
+
+
 def load_calibration(path: str):
     """The Calibration at `path`, via the calibration package when it exists."""
     if not Path(path).is_file():
@@ -109,11 +213,30 @@ class RegistrationStage:
         self._skews: list[float] = []
         self._vis_gaps: collections.deque[float] = collections.deque(maxlen=15)
         self._last_vis_t: float | None = None
+        self._refiner = None          # calibration.online.OnlineRefiner when online_refine.enabled
+        self._refine_worker: _RefineWorker | None = None
+        self._refine_t: float | None = None   # capture time (s) of the last pair offered for refinement
+        self._refine_lock = threading.Lock()
+        self.refine_counts = {"attempts": 0, "adopted": 0, "rejected": 0, "busy_skips": 0}
+        self.refine_rejected_by: dict[str, int] = {}
 
     def start(self) -> None:
         self._cal = load_calibration(self.config.calibration)
+        rc = self.config.online_refine
+        if rc.enabled:
+            if isinstance(self._cal, _LocalCalibration):
+                raise RegistrationError("registration.online_refine.enabled: needs the calibration package "
+                                        "(not importable here)")
+            from calibration.online import OnlineRefiner, OnlineRefinerConfig
+            self._refiner = OnlineRefiner(OnlineRefinerConfig(
+                margin=rc.margin, min_gradient_energy=rc.min_gradient_energy, min_contrast=rc.min_contrast,
+                max_shift_px=rc.max_shift_px), self._cal)
+            if rc.background:
+                self._refine_worker = _RefineWorker(self._refiner, self._refined)
 
     def stop(self) -> None:
+        if self._refine_worker is not None:
+            self._refine_worker.close()
         # Frames still waiting at stop() can never be paired: count them, never lose them silently.
         self.counts["unmatched_vis"] += len(self._vis)
         self.counts["unmatched_ir"] += len(self._ir)
@@ -124,10 +247,49 @@ class RegistrationStage:
     def stats(self) -> dict:
         """Counters for the runner's status line and summary (JSON-able)."""
         sk = np.abs(np.asarray(self._skews[-1000:], dtype=np.float64))
-        return {**self.counts,
-                "pending_vis": len(self._vis), "pending_ir": len(self._ir),
-                "skew_ms_mean_abs": round(float(sk.mean()), 2) if sk.size else None,
-                "skew_ms_max_abs": round(float(sk.max()), 2) if sk.size else None}
+        out = {**self.counts,
+               "pending_vis": len(self._vis), "pending_ir": len(self._ir),
+               "skew_ms_mean_abs": round(float(sk.mean()), 2) if sk.size else None,
+               "skew_ms_max_abs": round(float(sk.max()), 2) if sk.size else None}
+        if self._refiner is not None:
+            with self._refine_lock:
+                out.update({f"refine_{k}": v for k, v in self.refine_counts.items()})
+                out["refine_rejected_by"] = dict(self.refine_rejected_by)
+            out["calibration_id"] = self._cal.id
+        return out
+
+    # -- online refinement ----------------------------------------------------------------------
+    def _refined(self, res) -> None:
+        """Book one OnlineRefiner decision; swap the geometry in on adoption (any thread)."""
+        with self._refine_lock:
+            self.refine_counts["attempts"] += 1
+            if res.adopted:
+                self.refine_counts["adopted"] += 1
+            else:
+                self.refine_counts["rejected"] += 1
+                self.refine_rejected_by[res.reason] = self.refine_rejected_by.get(res.reason, 0) + 1
+        if res.adopted:
+            self._cal = res.calibration   # one reference swap: the frame path reads it once per pair
+
+    def _maybe_refine(self, vis: Packet, ir: Packet) -> None:
+        """Every `every_s` of capture time, offer this raw pair to the refiner."""
+        worker = self._refine_worker
+        if worker is not None and worker.error is not None:
+            e = worker.error
+            raise RegistrationError(f"online refinement failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+        if self._refine_t is not None and ir.t_mono - self._refine_t < self.config.online_refine.every_s:
+            return
+        self._refine_t = ir.t_mono
+        where = f"pair of ir#{ir.seq} vis#{vis.seq} at t={ir.t_mono:.2f} s"
+        if worker is None:
+            self._refined(self._refiner.update(vis.buffers["vis"], ir.buffers["ir"], where))
+        elif not worker.submit(vis.buffers["vis"].copy(), ir.buffers["ir"].copy(), where):
+            with self._refine_lock:
+                self.refine_counts["busy_skips"] += 1   # still busy with the last one: skip a period
+
+    def refine_idle(self) -> bool:
+        """True when no re-estimate is queued or running (always True inline or when disabled)."""
+        return self._refine_worker is None or self._refine_worker.idle()
 
     def _check_frame(self, pkt: Packet) -> str:
         modality = pkt.meta.get("modality")
@@ -215,7 +377,10 @@ class RegistrationStage:
         return out
 
     def _pair(self, vis: Packet, ir: Packet) -> Packet:
-        vis_img = self._cal.warp(vis.buffers["vis"])   # IR size, VIS channels
+        if self._refiner is not None:
+            self._maybe_refine(vis, ir)
+        cal = self._cal                                # read once: refinement may swap it meanwhile
+        vis_img = cal.warp(vis.buffers["vis"])         # IR size, VIS channels
         ir_img = ir.buffers["ir"]
         if self.config.crop is not None:
             x, y, w, h = self.config.crop
@@ -234,7 +399,7 @@ class RegistrationStage:
                      t_mono=ir.t_mono, t_wall=ir.t_wall, pts=ir.pts,
                      buffers={"vis": np.ascontiguousarray(vis_img), "ir": np.ascontiguousarray(ir_img)},
                      meta={"skew_ms": round(skew_ms, 3), "vis_seq": vis.seq, "ir_seq": ir.seq,
-                           "calibration_id": self._cal.id, "vis_t_mono": vis.t_mono,
+                           "calibration_id": cal.id, "vis_t_mono": vis.t_mono,
                            "vis_pts": vis.pts, "ir_pts": ir.pts,
                            "vis_source": vis.meta.get("source", ""), "ir_source": ir.meta.get("source", ""),
                            "clock": ir.meta.get("clock", "capture")})
