@@ -4,6 +4,7 @@
                            key=lambda pair: pair[0].shape)
     for pair, fused in batcher.add((vis, ir)):     # batches completed by this add (maybe none)
         ...
+    ... batcher.add_many(queued)                   # what is already queued joins one batch, no wait
     ... batcher.time_to_deadline() -> the receive timeout; on timeout: batcher.poll()
     ... at end of stream: batcher.flush()
 
@@ -67,18 +68,25 @@ class MicroBatcher:
 
     def add(self, item: Any) -> list[tuple[Any, Any]]:
         """Queue one item; runs the batch when full, due, or when this item's key differs."""
+        return self.add_many([item])
+
+    def add_many(self, items: Sequence) -> list[tuple[Any, Any]]:
+        """Queue items that are already here, then run what is full or due.
+
+        Unlike calling ``add`` per item, the items join one batch even when ``max_wait_ms`` is 0:
+        a runner that drains its input queue batches what has queued up without ever waiting.
+        """
         out = []
-        k = self.key(item)
-        if self._items and k != self._key:
-            out += self._run()
-        if not self._items:
-            self._key, self._t_first = k, self.clock()
-        self._items.append(item)
-        if len(self._items) >= self.config.max_batch:
-            out += self._run()
-        else:
-            out += self.poll()
-        return out
+        for item in items:
+            k = self.key(item)
+            if self._items and k != self._key:
+                out += self._run()
+            if not self._items:
+                self._key, self._t_first = k, self.clock()
+            self._items.append(item)
+            if len(self._items) >= self.config.max_batch:
+                out += self._run()
+        return out + self.poll()
 
     def time_to_deadline(self) -> float | None:
         """Seconds until the pending batch is due (0 if overdue); None when nothing is pending."""

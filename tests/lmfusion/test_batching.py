@@ -78,3 +78,13 @@ def test_wrong_result_count_and_bad_config_are_errors():
         BatchConfig(0, 1.0)
     with pytest.raises(ConfigError, match="max_wait_ms"):
         BatchConfig(2, -1.0)
+
+
+def test_add_many_batches_what_is_already_queued_even_with_zero_wait():
+    b, calls, _ = make(max_batch=3, max_wait_ms=0.0)
+    out = b.add_many([1, 2, 3, 4])            # a full batch, then the rest (due at once: no wait)
+    assert [i for i, _ in out] == [1, 2, 3, 4] and calls == [[1, 2, 3], [4]]
+    b, calls, clock = make(max_batch=4, max_wait_ms=10.0)
+    assert b.add_many([1, 2]) == [] and b.pending == 2   # a wait is configured: they wait for company
+    clock.t = 0.010
+    assert [i for i, _ in b.poll()] == [1, 2]
