@@ -10,6 +10,12 @@ Which fuser runs is chosen in the config and never changes silently:
 - fuser: lmfusion without usable weights -> FusionError at start(), unless `fallback: laplacian`
   (or average) is set, in which case one warning line says the fallback is in use.
 - fuser: laplacian | average -> the classical fusers of `lmfusion.baselines` (no weights).
+
+One fusion stage can serve several camera pairs (the config's `pairs:`): packets of every pair
+arrive on one input and each keeps its `stream` (the pair's name), which the runner uses to send
+it to that pair's recorder. The runner gathers up to `max_batch` pairs, waiting at most
+`max_wait_ms` for the oldest (lmfusion.batching.MicroBatcher), and calls `process_batch` once;
+`stats()` reports the batches and their mean size.
 """
 from __future__ import annotations
 
@@ -38,19 +44,40 @@ class FusionConfig:
     weights_dir: str = "weights"                    # lmfusion only: directory of shipped weights
     precision: Literal["fp32", "fp16"] = "fp32"     # lmfusion only; fp16 needs cuda
     engine: Literal["torch", "onnxruntime"] = "torch"  # lmfusion only
-    model: Literal["default", "paper"] = "default"  # lmfusion only: which shipped weights file
+    model: Literal["default", "paper", "fast"] = "default"  # lmfusion only: which shipped weights file
+                                                    # (fast: distilled CPU real-time option)
+    resolution_scale: int = 1                       # lmfusion only: 2 = network at half resolution, detail
+                                                    # added back (the CPU real-time option); 1 = full
+    threads: int = 0                                # lmfusion only: inference threads (onnxruntime intra-op,
+                                                    # torch set_num_threads); 0 = the engine's default
     strategy: str = ""                              # lmfusion latent fusion strategy; "" = the weights' own
     laplacian_levels: int = 4                       # laplacian only: pyramid levels (count)
-    max_batch: int = 1                              # pairs fused in one call when several are already queued
-                                                    # (GPU throughput); never waits for a batch to fill
+    max_batch: int = 1                              # pairs (of any camera pair) fused in one call (count)
+    max_wait_ms: float = 0.0                        # longest the oldest queued pair waits for company, ms;
+                                                    # 0 = never wait, batch only what is already queued
 
     def __post_init__(self) -> None:
         if not 1 <= self.laplacian_levels <= 8:
             raise ValueError(f"laplacian_levels: must be in 1..8, got {self.laplacian_levels}")
         if not 1 <= self.max_batch <= 64:
             raise ValueError(f"max_batch: must be in 1..64, got {self.max_batch}")
+        if not 0 <= self.max_wait_ms <= 10_000:
+            raise ValueError(f"max_wait_ms: must be in 0..10000 ms, got {self.max_wait_ms}")
+        if self.resolution_scale not in (1, 2, 4):
+            raise ValueError(f"resolution_scale: must be 1, 2 or 4, got {self.resolution_scale}")
+        if not 0 <= self.threads <= 256:
+            raise ValueError(f"threads: must be in 0..256 (0 = the engine's default), got {self.threads}")
         if self.precision == "fp16" and self.device != "cuda":
             raise ValueError("precision: fp16 needs device: cuda")
+
+    def engine_options(self) -> dict:
+        """What ``lmfusion.load(engine_options=...)`` gets from this section."""
+        opts: dict = {}
+        if self.resolution_scale != 1:
+            opts["resolution_scale"] = self.resolution_scale
+        if self.threads and self.engine == "onnxruntime":
+            opts["threads"] = self.threads
+        return opts
 
 
 class FusionStage:
@@ -60,15 +87,20 @@ class FusionStage:
         self.config = config
         self.fuser_name = ""
         self._fuse_batch: Callable[[list, list], list] | None = None
-        self.counts = {"fused": 0}
+        self.counts = {"fused": 0, "batches": 0, "fuse_calls": 0, "max_batch_seen": 0}
+        self.per_stream: dict[str, int] = {}   # fused pairs per camera pair (packet.stream)
 
     def start(self) -> None:
         cfg = self.config
         if cfg.fuser == "lmfusion":
             try:
                 import lmfusion
+                if cfg.threads and cfg.engine == "torch":
+                    import torch
+                    torch.set_num_threads(cfg.threads)
                 fuser = lmfusion.load(weights_dir=cfg.weights_dir, device=cfg.device, precision=cfg.precision,
-                                      engine=cfg.engine, strategy=cfg.strategy or None, model=cfg.model)
+                                      engine=cfg.engine, strategy=cfg.strategy or None, model=cfg.model,
+                                      engine_options=cfg.engine_options())
             except Exception as e:  # WeightsError, missing package, CUDA absent: all mean "cannot run"
                 reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
                 if cfg.fallback == "none":
@@ -80,6 +112,7 @@ class FusionStage:
                 return
             self.fuser_name = "lmfusion"
             self._fuse_batch = fuser.fuse_batch
+            log.info("fusion: %s (max_batch %d, max_wait_ms %g)", fuser.name, cfg.max_batch, cfg.max_wait_ms)
             return
         self._use_classical(cfg.fuser)
 
@@ -96,7 +129,11 @@ class FusionStage:
         self._fuse_batch = None
 
     def stats(self) -> dict:
-        return {**self.counts, "fuser": self.fuser_name}
+        """Counters for telemetry: fused pairs, batches (process_batch calls with pairs) and their
+        mean size, fuser calls (one per frame size in a batch), fused pairs per stream."""
+        c = self.counts
+        mean = round(c["fused"] / c["batches"], 2) if c["batches"] and self.config.max_batch > 1 else None
+        return {**c, "mean_batch": mean, "per_stream": dict(self.per_stream), "fuser": self.fuser_name}
 
     def process(self, packet: Packet) -> Packet | None:
         """Pair packet -> fused packet; EOS is forwarded."""
@@ -104,15 +141,28 @@ class FusionStage:
         return out[0] if out else None
 
     def process_batch(self, packets: list[Packet]) -> list[Packet]:
-        """Several pair packets fused in one `fuse_batch` call (the runner batches what is queued)."""
+        """Pair packets, of one or several camera pairs, fused in as few fuser calls as their frame
+        sizes allow (one per size). Returns one packet per input, in input order; each fused packet
+        keeps its input's stream, seq, clocks and meta, so it goes back to its own camera pair."""
         if self._fuse_batch is None:
             raise FusionError("fusion: process() called before start()")
         pairs = [p for p in packets if not p.is_eos]
-        for p in pairs:
+        groups: dict[tuple, list[int]] = {}   # (vis shape, ir shape) -> indices into pairs
+        for i, p in enumerate(pairs):
             if p.kind != "pair" or "vis" not in p.buffers or "ir" not in p.buffers:
                 raise FusionError(f"fusion expects pair packets with vis and ir buffers, got kind {p.kind!r} "
                                   f"buffers {list(p.buffers)}")
-        fused = self._fuse_batch([p.buffers["vis"] for p in pairs], [p.buffers["ir"] for p in pairs]) if pairs else []
+            groups.setdefault((p.buffers["vis"].shape, p.buffers["ir"].shape), []).append(i)
+        fused: list = [None] * len(pairs)
+        for idx in groups.values():
+            res = self._fuse_batch([pairs[i].buffers["vis"] for i in idx], [pairs[i].buffers["ir"] for i in idx])
+            for i, f in zip(idx, res):
+                fused[i] = f
+        if pairs:
+            c = self.counts
+            c["batches"] += 1
+            c["fuse_calls"] += len(groups)
+            c["max_batch_seen"] = max(c["max_batch_seen"], len(pairs))
         out, it = [], iter(fused)
         for p in packets:
             if p.is_eos:
@@ -122,4 +172,5 @@ class FusionStage:
             out.append(Packet(stream=p.stream, kind="fused", seq=p.seq, t_mono=p.t_mono, t_wall=p.t_wall, pts=p.pts,
                               buffers={**p.buffers, "fused": f}, meta={**p.meta, "fuser": self.fuser_name}))
             self.counts["fused"] += 1
+            self.per_stream[p.stream] = self.per_stream.get(p.stream, 0) + 1
         return out

@@ -81,3 +81,45 @@ def test_lmfusion_runs_when_weights_exist(tmp_path):
     out = st.process_batch([pair(0), pair(1)])
     assert [p.meta["fuser"] for p in out] == ["lmfusion", "lmfusion"]
     assert out[0].buffers["fused"].shape == (64, 80, 3) and out[0].buffers["fused"].dtype == np.uint8
+
+
+def test_a_batch_of_several_camera_pairs_keeps_each_packet_its_stream_and_groups_sizes():
+    st = FusionStage(FusionConfig(fuser="average", max_batch=4))
+    st.start()
+    a0, b0, a1 = pair(0), pair(1, h=32, w=48), pair(2)
+    a0.stream, b0.stream, a1.stream = "cam1", "cam2", "cam1"
+    out = st.process_batch([a0, b0, a1])
+    assert [(p.stream, p.seq, p.buffers["fused"].shape) for p in out] == \
+        [("cam1", 0, (64, 80, 3)), ("cam2", 1, (32, 48, 3)), ("cam1", 2, (64, 80, 3))]
+    from lmfusion import baselines
+    np.testing.assert_array_equal(out[1].buffers["fused"], baselines.fuse_average(b0.buffers["vis"], b0.buffers["ir"]))
+    st.process_batch([pair(3)])
+    s = st.stats()
+    # Two batches (3 pairs, then 1), three fuser calls (two frame sizes in the first batch).
+    assert (s["batches"], s["fuse_calls"], s["max_batch_seen"], s["mean_batch"]) == (2, 3, 3, 2.0)
+    assert s["per_stream"] == {"cam1": 2, "cam2": 1, "s": 1}
+
+
+def test_engine_options_come_from_the_section():
+    assert FusionConfig().engine_options() == {}
+    assert FusionConfig(engine="onnxruntime", resolution_scale=2, threads=1).engine_options() == \
+        {"resolution_scale": 2, "threads": 1}
+    assert FusionConfig(engine="torch", threads=1).engine_options() == {}     # torch: set_num_threads
+    with pytest.raises(ValueError, match="max_wait_ms: must be in 0..10000 ms, got -5"):
+        FusionConfig(max_wait_ms=-5)
+
+
+def test_fast_model_at_half_resolution_loads_as_configured(tmp_path):
+    # Untrained weights of the fast architecture under the shipped file name: wiring, not quality.
+    import torch
+    from lmfusion import preset
+    from lmfusion.networks import LMFusionNet
+    from lmfusion.weights import save_model
+    torch.manual_seed(0)
+    save_model(LMFusionNet(preset("fast")), tmp_path / "lmfusion_fast.safetensors", {"note": "untrained, test"})
+    st = FusionStage(FusionConfig(fuser="lmfusion", weights_dir=str(tmp_path), model="fast", resolution_scale=2))
+    st.start()
+    out = st.process_batch([pair(0, h=128, w=160), pair(1, h=128, w=160)])   # LMF needs > 8 px at 1/8
+    assert [p.meta["fuser"] for p in out] == ["lmfusion", "lmfusion"]
+    assert out[0].buffers["fused"].shape == (128, 160, 3)
+    assert st._fuse_batch.__self__.engine.name == "torch@1/2"
