@@ -93,11 +93,20 @@ def apply_args(raw: dict, args: argparse.Namespace) -> dict:
         put(key, yaml.safe_load(value))
     # Inputs named relative to the repository (the shipped configs' calibration and weights)
     # work from any directory; outputs stay relative to where the user runs the command.
-    for section, key in (("registration", "calibration"), ("fusion", "weights_dir")):
-        value = (data.get(section) or {}).get(key)
+    def from_repo(value):
         if isinstance(value, str) and value and not Path(value).is_absolute() \
                 and not Path(value).exists() and (REPO / value).exists():
-            put(f"{section}.{key}", str(REPO / value))
+            return str(REPO / value)
+        return value
+
+    for section, key in (("registration", "calibration"), ("fusion", "weights_dir")):
+        if isinstance(data.get(section), dict) and key in data[section]:
+            put(f"{section}.{key}", from_repo(data[section][key]))
+    if isinstance(data.get("pairs"), list):
+        pairs = data["pairs"] = [dict(p) if isinstance(p, dict) else p for p in data["pairs"]]
+        for p in pairs:
+            if isinstance(p, dict) and isinstance(p.get("registration"), dict) and "calibration" in p["registration"]:
+                p["registration"] = {**p["registration"], "calibration": from_repo(p["registration"]["calibration"])}
     return data
 
 
@@ -124,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
                     stream=pc.stream, log_level=pc.log_level, status_out=None if args.quiet else sys.stderr)
     result = runner.run()
     print(result.summary, file=sys.stderr)
-    files = result.stage("recorder").get("stage", {}).get("files", [])
+    files = [f for name in result.views if name.split("@")[0] == "recorder"
+             for f in result.stage(name).get("stage", {}).get("files", [])]
     if files:
         print(f"recording: {', '.join(files)}", file=sys.stderr)
     if args.summary_json:

@@ -209,8 +209,9 @@ class Runner:
         try:
             for s in self.specs:
                 d = s.to_dict()
+                # The nodes of a camera pair (pairs: in the config) carry that pair's stream name.
                 d.update(control=f"push+connect:{ctrl_ep}", go_file=self._go_file,
-                         runner_pid=os.getpid(), stream=self.stream,
+                         runner_pid=os.getpid(), stream=s.extra.get("stream") or self.stream,
                          status_interval_s=min(self.status_interval_s, 1.0),
                          drain_s=self.shutdown_timeout_s, log_level=self.log_level)
                 nodes[s.name] = _Node(d, self.mode, ctx)

@@ -118,7 +118,7 @@ def summary_table(views: dict[str, NodeView], latency_node: str, elapsed_s: floa
         m = v.last
         notes = []
         st = m.get("stage") or {}
-        for key in ("fuser", "pairs", "unmatched_vis", "unmatched_ir", "skew_ms_mean_abs", "skew_ms_max_abs",
+        for key in ("fuser", "mean_batch", "pairs", "unmatched_vis", "unmatched_ir", "skew_ms_mean_abs", "skew_ms_max_abs",
                     "reconnects", "drops", "frames_written", "files"):
             if key in st and st[key] not in (None, [], ""):
                 val = st[key]

@@ -187,8 +187,13 @@ def _report(spec, stage, receivers, senders, control, stats, last: list[float]) 
     control.send("stats", **stats.message(_stats_extra(stage, receivers, senders)))
 
 
-def _send_all(senders: list[PacketSender], pkt: Packet, keep_trying) -> None:
-    for s in senders:
+def _send_all(senders: list[PacketSender], pkt: Packet, keep_trying,
+              routes: list[frozenset] | None = None) -> None:
+    """Send to every output; an output with a non-empty route takes only packets of those streams
+    (a camera pair's recorder behind a shared fusion stage). End-of-stream goes everywhere."""
+    for i, s in enumerate(senders):
+        if routes and routes[i] and not pkt.is_eos and pkt.stream not in routes[i]:
+            continue
         s.send(pkt, keep_trying)
 
 
@@ -275,6 +280,13 @@ def _stage_loop(spec, stage, receivers, senders, control, stats, stop: threading
     eos_seen = 0
     max_out = int(spec.get("max_outputs") or 0)
     batch = max(1, int(spec.get("batch") or 1))
+    routes = [frozenset(o.get("streams") or ()) for o in spec["outputs"]]
+    batcher = None
+    if batch > 1 and len(receivers) == 1 and hasattr(stage, "process_batch"):
+        # Up to `batch` packets (of any stream) in one process_batch call; the oldest waits at
+        # most max_wait_ms for company (0: only what is already queued, never a wait).
+        from lmfusion.batching import BatchConfig, MicroBatcher   # pure logic, no torch
+        batcher = MicroBatcher(stage.process_batch, BatchConfig(batch, float(spec.get("max_wait_ms") or 0.0)))
     limit_hit = False
     drain_deadline: float | None = None
     merge = None
@@ -293,13 +305,24 @@ def _stage_loop(spec, stage, receivers, senders, control, stats, stop: threading
                 continue   # the loop forwards exactly one EOS itself
             if limit_hit:
                 continue
-            _send_all(senders, o, keep_trying)
+            _send_all(senders, o, keep_trying, routes)
             stats.count_out(o.t_mono, o.meta.get("clock", "capture"))
             if max_out and stats.packets_out >= max_out:
                 # Enough output: end the downstream now; keep draining input until upstream ends.
                 limit_hit = True
                 _send_all(senders, Packet.eos(spec["stream"], reason="max_frames"), keep_trying)
                 control.send("limit", out=stats.packets_out)
+
+    def emit_batched(done: list) -> None:
+        emit([out for _item, out in done])
+
+    def finish(eos: Packet) -> None:
+        """The last upstream ended: run what is batched, let the stage flush, forward one EOS."""
+        if batcher is not None:
+            emit_batched(batcher.flush())
+        emit(stage.process(eos))
+        if not limit_hit:
+            _send_all(senders, Packet.eos(spec["stream"], **eos.meta), keep_trying)
 
     while True:
         _report(spec, stage, receivers, senders, control, stats, last)
@@ -312,44 +335,46 @@ def _stage_loop(spec, stage, receivers, senders, control, stats, stop: threading
             log.warning("%s: end-of-stream did not arrive within %.1fs of stop; stopping anyway",
                         spec["name"], spec["drain_s"])
             return
-        pkt = merge.get() if merge is not None else _next_packet(receivers, rr)
+        if batcher is not None:
+            wait = batcher.time_to_deadline()
+            pkt = receivers[0].get(READ_SLICE_S if wait is None else min(READ_SLICE_S, wait))
+            if pkt is None:
+                emit_batched(batcher.poll())
+                continue
+        else:
+            pkt = merge.get() if merge is not None else _next_packet(receivers, rr)
         if pkt is None:
             continue
         if pkt.is_eos:
             eos_seen += 1
             if eos_seen < eos_needed:
                 continue
-            emit(stage.process(pkt))
-            if not limit_hit:
-                _send_all(senders, Packet.eos(spec["stream"], **pkt.meta), keep_trying)
+            finish(pkt)
             return
         stats.packets_in += 1
         if limit_hit:
             continue
-        eos_pkt = None
-        if batch > 1 and len(receivers) == 1 and hasattr(stage, "process_batch"):
-            # Fuse what is already queued in one call; never wait for a batch to fill (latency).
-            group = [pkt]
-            while len(group) < batch:
-                more = receivers[0].get(0)
-                if more is None:
-                    break
-                if more.is_eos:
-                    eos_pkt = more
-                    break
-                stats.packets_in += 1
-                group.append(more)
-            emit(stage.process_batch(group))
-        else:
+        if batcher is None:
             emit(stage.process(pkt))
             if spec["role"] == "sink":
                 stats.count_out(pkt.t_mono, pkt.meta.get("clock", "capture"))   # a sink's "output" is what it consumed (recorded)
+            continue
+        # What has already queued joins the batch at once (no wait even with max_wait_ms 0).
+        group, eos_pkt = [pkt], None
+        while batcher.pending + len(group) < batch:
+            more = receivers[0].get(0)
+            if more is None:
+                break
+            if more.is_eos:
+                eos_pkt = more
+                break
+            stats.packets_in += 1
+            group.append(more)
+        emit_batched(batcher.add_many(group))
         if eos_pkt is not None:
             eos_seen += 1
             if eos_seen >= eos_needed:
-                emit(stage.process(eos_pkt))
-                if not limit_hit:
-                    _send_all(senders, Packet.eos(spec["stream"], **eos_pkt.meta), keep_trying)
+                finish(eos_pkt)
                 return
 
 

@@ -324,3 +324,45 @@ def test_lmfusion_without_weights_fails_clearly_or_falls_back_when_configured(tm
     assert r.returncode == 0, r.stderr[-1500:]
     assert "using fallback fuser 'laplacian' as configured by fusion.fallback" in r.stderr
     assert json.loads((tmp_path / "summary.json").read_text())["nodes"]["fusion"]["stage"]["fuser"] == "laplacian"
+
+
+def test_two_camera_pairs_through_one_batching_fusion_process_into_their_own_recordings(tmp_path):
+    # Two synthetic pairs (different worlds; cam2 fused at another size, a marker its recording
+    # must show) -> one fusion process batching both (max_batch 2) -> one recorder per pair.
+    config = tmp_path / "pairs.yaml"
+    unpaced = {"url": "synthetic://", "paced": False}
+    config.write_text(yaml.safe_dump({
+        "version": 1, "pipeline": {"stream": "site", "policy": "lossless"},
+        "pairs": [{"name": "cam1", "capture_vis": {**unpaced, "seed": 0}, "capture_ir": {**unpaced, "seed": 0}},
+                  {"name": "cam2", "capture_vis": {**unpaced, "seed": 1}, "capture_ir": {**unpaced, "seed": 1},
+                   "registration": {"output_size": [160, 128]}}],
+        "fusion": {"max_batch": 2, "max_wait_ms": 500.0}}))
+    cmd, env, feed_ep = cli(tmp_path, "--config", str(config), "--max-frames", "20")
+    feed = FeedCollector(feed_ep)
+    feed.start()
+    r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    time.sleep(0.3)
+    feed.stop.set()
+    feed.join(5)
+    assert r.returncode == 0, r.stderr[-2000:]
+    nodes = json.loads((tmp_path / "summary.json").read_text())["nodes"]
+    fusion = nodes["fusion"]["stage"]
+    assert nodes["fusion"]["out"] == 20 and fusion["max_batch_seen"] == 2 and fusion["mean_batch"] > 1.2, fusion
+    assert "mean_batch=" in r.stderr                               # the exit summary shows it
+    for name, size in (("cam1", (320, 256)), ("cam2", (160, 128))):
+        files = sorted((tmp_path / "rec" / name).glob("fused_*.mp4"))
+        assert len(files) == 1 and str(files[0]) in r.stderr
+        frames, _, got_size = decode_recording(files[0])
+        assert frames == fusion["per_stream"][name] == nodes[f"recorder@{name}"]["stage"]["frames_written"] > 0
+        assert got_size == size                                    # only its own pair's frames
+        with av.open(str(files[0])) as c:
+            assert f"stream={name} " in c.metadata.get("comment", "")
+    fused = [p for p in feed.packets if p[0] == "fused"]
+    assert {p[3]["vis_source"].split("seed=")[1][0] for p in fused} <= {"0", "1"}
+    by = {}
+    for p in fused:
+        by.setdefault(p[4]["fused"], set()).add(p[3]["vis_source"])
+    # On the shared detector feed, each pair's frames are told apart by size and source.
+    assert by.get((256, 320, 3), set()) <= {"synthetic://vis?seed=0&scene=smoke"}
+    assert by.get((128, 160, 3), set()) <= {"synthetic://vis?seed=1&scene=smoke"}
+    assert_gone(worker_pids(r.stderr))

@@ -10,7 +10,7 @@ from pipeline.graph import build_specs, load_graph_config, validate
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "rtsp.yaml", "files.yaml"])
+@pytest.mark.parametrize("name", ["demo.yaml", "rtsp.yaml", "files.yaml", "fast_cpu.yaml", "pairs.yaml"])
 def test_shipped_configs_validate(name):
     gc = load_graph_config(REPO / "configs" / name)
     assert gc.pipeline.stream and gc.fusion.fuser in ("lmfusion", "laplacian", "average")
@@ -43,6 +43,11 @@ def test_unknown_key_names_file_section_key_and_the_expected_keys():
     ("capture_vis", "modality", "ir", "capture_vis.modality: set by the runner"),
     ("detector_feed", "endpoint", "pub+bind:tcp://0.0.0.0:5560", "allow_public_bind"),
     ("endpoints", "fusion", "pull+bind:udp://x", "address must be"),
+    ("fusion", "max_wait_ms", -1, "fusion.max_wait_ms: must be in 0..10000 ms, got -1"),
+    ("fusion", "max_wait_ms", "soon", "fusion.max_wait_ms: expected a number"),
+    ("fusion", "model", "huge", "fusion.model: 'huge' is not one of default, paper, fast"),
+    ("fusion", "resolution_scale", 3, "fusion.resolution_scale: must be 1, 2 or 4, got 3"),
+    ("fusion", "max_batch", 0, "fusion.max_batch: must be in 1..64, got 0"),
 ])
 def test_bad_values_are_errors_that_name_the_key(section, key, value, match):
     data = demo_data()
@@ -101,3 +106,69 @@ def test_effective_config_fills_defaults_and_masks_passwords():
     assert eff["capture_ir"]["modality"] == "ir" and "read_timeout_s" in eff["capture_ir"]
     assert eff["recorder"]["crf"] == 23 and eff["fusion"]["fallback"] == "laplacian"
     assert "pa55word" not in repr(eff)
+
+
+# -- several camera pairs into one fusion stage ------------------------------------------------------
+def pairs_data() -> dict:
+    return yaml.safe_load((REPO / "configs" / "pairs.yaml").read_text())
+
+
+def test_pairs_build_per_pair_nodes_routed_by_stream_around_one_fusion_stage():
+    gc = load_graph_config(REPO / "configs" / "pairs.yaml")
+    assert [p.name for p in gc.pairs] == ["cam1", "cam2"] and gc.capture_vis is None
+    specs = {s.name: s for s in build_specs(gc, "thread")}
+    assert sorted(specs) == sorted(["capture_vis@cam1", "capture_ir@cam1", "registration@cam1", "recorder@cam1",
+                                    "capture_vis@cam2", "capture_ir@cam2", "registration@cam2", "recorder@cam2",
+                                    "fusion"])
+    fusion = specs["fusion"]
+    assert fusion.expected_eos == 2 and fusion.batch == 2 and fusion.max_wait_ms == 20.0
+    routes = {o["name"]: o.get("streams") for o in fusion.outputs}
+    assert routes == {"recorder@cam1": ["cam1"], "recorder@cam2": ["cam2"], "detector_feed": None}
+    # Each pair's registration feeds the one fusion input; its packets carry the pair's name.
+    assert {specs[f"registration@{n}"].outputs[0]["endpoint"] for n in ("cam1", "cam2")} == \
+        {fusion.inputs[0]["endpoint"].replace("pull+bind", "push+connect")}
+    assert specs["registration@cam2"].config["stream"] == "cam2" and specs["capture_ir@cam2"].extra["stream"] == "cam2"
+    assert fusion.inputs[0]["queue_len"] == 4          # live: queue_len per pair
+    # Defaults come from the top-level sections; each pair records into its own folder.
+    assert specs["recorder@cam1"].config["out_dir"] == "out/pairs/cam1"
+    assert gc.pairs[1].registration.tolerance_ms == 35.0
+
+
+def test_single_pair_configs_keep_their_node_names():
+    names = [s.name for s in build_specs(load_graph_config(REPO / "configs" / "demo.yaml"), "thread")]
+    assert names == ["capture_vis", "capture_ir", "registration", "fusion", "recorder"]
+
+
+def _pairs_error(edit) -> str:
+    data = pairs_data()
+    edit(data)
+    with pytest.raises(ConfigError) as e:
+        validate(data, "p.yaml")
+    assert "\n" not in str(e.value)
+    return str(e.value)
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda d: d["pairs"][1].update(cams=1), "p.yaml: pairs[1].cams: unknown key (expected one of: name, capture_vis"),
+    (lambda d: d["pairs"][1].update(name="cam1"), "p.yaml: pairs[1].name: 'cam1' is used by another pair"),
+    (lambda d: d["pairs"][0].update(name="cam 1"), "p.yaml: pairs[0].name: required, 1-32 letters"),
+    (lambda d: d["pairs"][0].pop("capture_ir"), "p.yaml: pairs[0].capture_ir: required"),
+    (lambda d: d["pairs"][0]["capture_vis"].pop("url"), "p.yaml: pairs[0].capture_vis.url: required"),
+    (lambda d: d["pairs"][0]["capture_vis"].update(smokey=1), "p.yaml: pairs[0].capture_vis.smokey: unknown key"),
+    (lambda d: d["pairs"][1]["registration"].update(tolerance_ms=-1), "p.yaml: pairs[1].registration.tolerance_ms: must be > 0"),
+    (lambda d: d["pairs"][1]["registration"].update(stream="x"), "p.yaml: pairs[1].registration.stream: set by the runner"),
+    (lambda d: d["pairs"][0].update(recorder={"crf": "high"}), "p.yaml: pairs[0].recorder.crf: expected an integer"),
+    (lambda d: d.update(capture_vis={"url": "synthetic://"}), "p.yaml: capture_vis: not used when pairs: is set"),
+    (lambda d: d.update(endpoints={"recorder": "pull+bind:tcp://127.0.0.1:5999"}), "p.yaml: endpoints.recorder: per-pair endpoints are not supported"),
+    (lambda d: d.update(pairs=[]), "p.yaml: pairs: expected a non-empty list"),
+    (lambda d: d.update(pairs=["cam1"]), "p.yaml: pairs[0]: expected a mapping"),
+])
+def test_bad_pairs_are_one_line_errors_naming_the_pair_and_key(edit, match):
+    assert _pairs_error(edit).startswith(match)
+
+
+def test_only_is_refused_with_pairs():
+    from pipeline.graph import select_nodes
+    gc = load_graph_config(REPO / "configs" / "pairs.yaml")
+    with pytest.raises(ConfigError, match="--only is not supported with several camera pairs"):
+        select_nodes(build_specs(gc, "thread"), "fusion", gc)
