@@ -114,7 +114,7 @@ def pairs_data() -> dict:
 
 
 def test_pairs_build_per_pair_nodes_routed_by_stream_around_one_fusion_stage():
-    gc = load_graph_config(REPO / "configs" / "pairs.yaml")
+    gc = load_graph_config(REPO / "configs" / "pairs.yaml", {"fusion.max_batch": 2, "fusion.max_wait_ms": 20.0})
     assert [p.name for p in gc.pairs] == ["cam1", "cam2"] and gc.capture_vis is None
     specs = {s.name: s for s in build_specs(gc, "thread")}
     assert sorted(specs) == sorted(["capture_vis@cam1", "capture_ir@cam1", "registration@cam1", "recorder@cam1",
