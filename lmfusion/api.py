@@ -55,12 +55,14 @@ class Fuser:
     """Fuses registered VIS/IR pairs; see ``fuse``, ``fuse_batch``, ``clear``."""
 
     def __init__(self, engine, multiple: int, strategy: str, chroma: str = "vis",
-                 provenance: dict | None = None, model_name: str = ""):
+                 provenance: dict | None = None, model_name: str = "", min_size: int = 1):
         if strategy not in STRATEGIES:
             raise ConfigError(f"strategy {strategy!r}: expected one of: {', '.join(STRATEGIES)}")
         if chroma not in ("vis", "average"):
             raise ConfigError(f"chroma {chroma!r}: expected 'vis' or 'average'")
         self.engine, self.multiple = engine, multiple
+        # smallest frame side: the network's own, times the engine's down-scaling (resolution_scale)
+        self.min_size = min_size * getattr(engine, "factor", 1)
         self.strategy, self.chroma = strategy, chroma
         self.provenance = provenance or {}
         self.model_name = model_name
@@ -97,6 +99,9 @@ class Fuser:
             if vis.shape[:2] != vis_list[0].shape[:2]:
                 raise InputError(f"fuse_batch: image {i} is {vis.shape[1]}x{vis.shape[0]}, image 0 is "
                                  f"{vis_list[0].shape[1]}x{vis_list[0].shape[0]} (one size per batch)")
+            if min(vis.shape[:2]) < self.min_size:
+                raise InputError(f"image {i} is {vis.shape[1]}x{vis.shape[0]}: this model needs at least "
+                                 f"{self.min_size}x{self.min_size} px")
             y, c = _split_y(vis)
             vy.append(y), cc.append(c), iy.append(irg)
         return vy, cc, iy
@@ -160,4 +165,4 @@ def load(weights_dir: str | Path = "weights", device: str = "cpu", precision: st
                            f"a file written by 'python -m lmfusion train')")
     net, prov = load_model(p)
     eng = make_engine(engine, net, device, precision, **(engine_options or {}))
-    return Fuser(eng, net.size_multiple, strategy or net.cfg.strategy, chroma, prov, net.cfg.name)
+    return Fuser(eng, net.size_multiple, strategy or net.cfg.strategy, chroma, prov, net.cfg.name, net.min_size)

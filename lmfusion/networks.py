@@ -344,6 +344,13 @@ class LMFusionNet(nn.Module):
         """H and W must be multiples of this (inputs are padded to it by the Fuser)."""
         return self.cfg.lmf.scale
 
+    @property
+    def min_size(self) -> int:
+        """Smallest H and W the network runs on: every reflect-padded conv of the LMF trunk
+        (1/scale resolution, dilation d) needs more than d pixels there."""
+        lmf = self.cfg.lmf
+        return lmf.scale * (max(lmf.dilations, default=1) + 1)
+
     def forward(self, vis_y: torch.Tensor, ir_y: torch.Tensor, strategy: str | None = None) -> torch.Tensor:
         """vis_y, ir_y: (B, 1, H, W) in [0, 1] -> fused Y (B, 1, H, W) in [0, 1]."""
         B = vis_y.shape[0]

@@ -54,6 +54,10 @@ class TrainConfig:
     ssim_weight: float = 1.0       # stage 1: lambda of (1 - SSIM)
     msssim_scales: int = 3         # stage 2: MS-SSIM scales (3 fit 96-128 px crops)
     pixel_weight: float = 0.0      # stage 2: weight of L1 on the decoded Y (0 = paper)
+    pixel_loss: str = "l1"         # stage 2: l1 (paper) | rmse: the latent and decoded-Y terms as
+                                   # root-mean-square error, whose minimiser is the conditional
+                                   # mean rather than the median: where a frame may be clean or
+                                   # smoky, L1's median answer is "leave it", RMSE's corrects part-way
     global_lr_mult: float = 1.0    # stage 2: lr multiplier of LMF's small global-affine MLP
     smoke_kinds: tuple[str, ...] = ("turbulent", "plume", "uniform", "depth")
     p_clean: float = 0.2           # stage 2: fraction of clean -> clean (identity) pairs
@@ -92,6 +96,8 @@ class TrainConfig:
             raise ConfigError(f"{path}: stage: expected 1 or 2, got {cfg.stage!r}")
         if cfg.optimizer not in ("piecewise", "adam", "adamw"):
             raise ConfigError(f"{path}: optimizer: expected piecewise, adam or adamw, got {cfg.optimizer!r}")
+        if cfg.pixel_loss not in ("l1", "rmse"):
+            raise ConfigError(f"{path}: pixel_loss: expected l1 or rmse, got {cfg.pixel_loss!r}")
         if cfg.images not in ("all", "visible"):
             raise ConfigError(f"{path}: images: expected all or visible, got {cfg.images!r}")
         if cfg.stage == 2 and not cfg.init:
@@ -201,9 +207,10 @@ class Trainer:
         with torch.no_grad():
             z_s, z_c = m.encoder(x), m.encoder(y)
         pred = m.lmf(z_s)
-        loss = F.l1_loss(pred, z_c) + (1 - ms_ssim(pred, z_c, scales=c.msssim_scales))
+        dist = F.l1_loss if c.pixel_loss == "l1" else (lambda a, b: F.mse_loss(a, b).add(1e-12).sqrt())
+        loss = dist(pred, z_c) + (1 - ms_ssim(pred, z_c, scales=c.msssim_scales))
         if c.pixel_weight:
-            loss = loss + c.pixel_weight * F.l1_loss(m.decoder(pred), y)
+            loss = loss + c.pixel_weight * dist(m.decoder(pred), y)
         return loss
 
     # -- validation ------------------------------------------------------------------------
