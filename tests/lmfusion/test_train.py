@@ -95,6 +95,20 @@ def test_images_key_is_validated(tmp_path):
     p.write_text("stage: 1\nimages: thermal\n")
     with pytest.raises(ConfigError, match="images: expected all or visible"):
         TrainConfig.from_yaml(p)
+    p.write_text("stage: 1\npixel_loss: l2\n")
+    with pytest.raises(ConfigError, match="pixel_loss: expected l1 or rmse"):
+        TrainConfig.from_yaml(p)
+
+
+def test_rmse_loss_is_the_root_mean_square_of_the_same_error(tmp_path):
+    imgs = _images()
+    Trainer(_cfg(tmp_path, stage=1, sub="s1", steps=1), imgs, imgs[:1]).run()
+    kw = dict(stage=2, init=str(tmp_path / "s1" / "model.safetensors"), pixel_weight=1.0, msssim_scales=1)
+    l1, rmse = (Trainer(_cfg(tmp_path, sub=k, pixel_loss=k, **kw), imgs, imgs[:1]) for k in ("l1", "rmse"))
+    rmse.model.load_state_dict(l1.model.state_dict())
+    x, y = torch.rand(2, 1, 32, 32), torch.rand(2, 1, 32, 32)
+    # the same network and batch: RMSE >= L1 (mean of |e| <= root of mean of e^2), and not equal
+    assert rmse.loss(x, y).item() > l1.loss(x, y).item()
 
 
 def test_stretch_contrast_maps_percentiles_to_full_range():
