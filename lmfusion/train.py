@@ -295,6 +295,21 @@ class Trainer:
         save_model(self.model, path, prov)
         return path
 
+    def _keep_best(self, metrics: dict[str, float]) -> None:
+        """Stage 2: write best.safetensors whenever the validation score improves, so a run that
+        drifts later (fine-tuning can) still leaves its best weights. The score is the mean of
+        the smoky and the clean clear() PSNR: removing smoke and leaving clean frames alone."""
+        if self.cfg.stage != 2 or "val_psnr_clear_smoky" not in metrics:
+            return
+        score = 0.5 * (metrics["val_psnr_clear_smoky"] + min(metrics["val_psnr_clear_clean"], 45.0))
+        best = self.out / "best.json"
+        prev = json.loads(best.read_text())["score"] if best.exists() else -1e9
+        if score > prev:
+            save_model(self.model, self.out / "best.safetensors",
+                       {"steps": self.step, "validation": metrics, "train_config": dataclasses.asdict(self.cfg),
+                        "training_commit": git_commit()})
+            best.write_text(json.dumps({"score": score, "step": self.step, **metrics}))
+
     # -- loop ------------------------------------------------------------------------------
     def run(self, until: int | None = None) -> dict[str, float]:
         """Train to cfg.steps (or stop at step ``until`` with a checkpoint); returns val metrics."""
@@ -340,6 +355,7 @@ class Trainer:
                                  **{k: round(v, 4) for k, v in metrics.items()}})
                     vlog.flush()
                     bar.write(f"[val] step {self.step}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+                    self._keep_best(metrics)
                 if self.step % c.ckpt_every == 0 or last:
                     log.flush()
                     self.save_checkpoint()

@@ -42,6 +42,9 @@ def test_stage1_then_stage2_produce_loadable_weights(tmp_path):
     for a, b in zip(enc1.encoder.parameters(), model.encoder.parameters()):
         assert torch.equal(a, b)
     assert (tmp_path / "s2" / "loss_log.csv").read_text().count("\n") == 5  # header + 4 steps
+    # the best validated weights are kept beside the latest, with the step they came from
+    best, best_prov = load_model(tmp_path / "s2" / "best.safetensors")
+    assert best_prov["steps"] == 4 and "val_psnr_clear_smoky" in best_prov["validation"]
 
 
 def test_stage1_loss_falls(tmp_path):
