@@ -294,7 +294,8 @@ def _local_energy(x: torch.Tensor, k: int = 3) -> torch.Tensor:
     return F.avg_pool2d(x.pow(2).sum(1, keepdim=True), k, 1, k // 2, count_include_pad=False)
 
 
-def fuse_detail_soft(a: torch.Tensor, b: torch.Tensor, levels: int = 4, power: float = 2.0) -> torch.Tensor:
+def fuse_detail_soft(a: torch.Tensor, b: torch.Tensor, levels: int = 4, power: float = 2.0,
+                     mix: float = 1.0) -> torch.Tensor:
     """Latent Laplacian pyramid with soft, window-based detail weights.
 
     Like ``detail`` (average base, detail from the stronger input), but each band-pass
@@ -302,7 +303,9 @@ def fuse_detail_soft(a: torch.Tensor, b: torch.Tensor, levels: int = 4, power: f
     window, w_a = E_a^(p/2) / (E_a^(p/2) + E_b^(p/2)). Where one camera has all the detail the
     blend equals the max-abs rule; where both have some, it averages instead of switching
     pixel by pixel, which is what costs the hard rule structural similarity (SSIM) with both
-    inputs. Measured on RoadScene train pairs with synthetic smoke (docs/model.md).
+    inputs. ``mix`` < 1 pulls the weights towards 1/2 (0 = average fusion): the dial between
+    edge transfer (Qabf) and SSIM with both inputs. Measured by
+    ``bench/fusion_strategy_study.py`` on RoadScene train pairs (docs/model.md).
     """
     if levels == 0 or min(a.shape[-2:]) < 4:
         return fuse_average(a, b)
@@ -311,8 +314,8 @@ def fuse_detail_soft(a: torch.Tensor, b: torch.Tensor, levels: int = 4, power: f
     a_hi = a - F.interpolate(a_lo, size=size, mode="bilinear", align_corners=False)
     b_hi = b - F.interpolate(b_lo, size=size, mode="bilinear", align_corners=False)
     ea, eb = _local_energy(a_hi).pow(power / 2), _local_energy(b_hi).pow(power / 2)
-    wa = (ea + 1e-12) / (ea + eb + 2e-12)
-    lo = fuse_detail_soft(a_lo, b_lo, levels - 1, power)
+    wa = 0.5 + mix * ((ea + 1e-12) / (ea + eb + 2e-12) - 0.5)
+    lo = fuse_detail_soft(a_lo, b_lo, levels - 1, power, mix)
     return F.interpolate(lo, size=size, mode="bilinear", align_corners=False) + wa * a_hi + (1 - wa) * b_hi
 
 
