@@ -43,7 +43,7 @@ EXPORT_VERSION = 1  # bump when the export wrapper changes what a cached .onnx f
 EXPORT_SIDE = 64    # H = W of the tracing input; a multiple of every LMF scale (1, 2, 4, 8)
 # Strategies whose torch code branches on the input size: the exported graph keeps the branch
 # taken at EXPORT_SIDE, which is the torch branch only for sides >= this many pixels.
-MIN_SIDE = {"detail": 32}  # fuse_detail: 4 pyramid levels, stops below 4 px at the 4th level
+MIN_SIDE = {"detail": 32, "detail_soft": 32}  # 4 pyramid levels; the torch code stops below 4 px
 NO_ONNX = {"channel_nuclear": "needs an SVD (nuclear norm), for which ONNX has no operator"}
 
 CPU_EP, CUDA_EP, TRT_EP = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
