@@ -10,7 +10,8 @@ Error policy: an exception in start()/read()/process()/stop() is fatal: the node
 one-line reason on the control channel and exits with status 1. Telemetry failures only warn.
 
 Signals (process mode): SIGTERM = stop, SIGUSR1 = go (sources start reading), SIGUSR2 = stop
-now without awaiting end-of-stream, SIGINT ignored (the runner decides).
+now without awaiting end-of-stream, SIGINT ignored (the runner decides). Their handlers set
+`SignalFlag`s, never a threading.Event: see SignalFlag for why.
 
 Stop semantics (the one shutdown path):
 - `stop` set on a source: it sends end-of-stream downstream and exits 0.
@@ -24,6 +25,7 @@ import dataclasses
 import json
 import logging
 import os
+import select
 import signal
 import sys
 import threading
@@ -40,6 +42,76 @@ from pipeline.transport import Defaults, PacketReceiver, PacketSender, parse_end
 log = logging.getLogger("pipeline.worker")
 
 READ_SLICE_S = 0.1   # longest single wait on a source or socket; stop flags are checked this often
+
+
+class SignalFlag:
+    """A threading.Event look-alike (set/clear/is_set/wait) that a signal handler may set.
+
+    A Python signal handler runs in the main thread, between two bytecodes of whatever the main
+    thread is doing. threading.Event.set() takes the event's internal (non-reentrant) lock, and
+    Event.wait() holds that same lock while it runs Python code before and after blocking; a
+    SIGUSR1 (go) handled in that window calls set() on a lock its own thread holds, and the
+    process deadlocks for good. It then handles no further signal (SIGTERM and SIGUSR2 run
+    their handlers but return into the stuck acquire), so a source that never produced a
+    frame had to be SIGKILLed. A busy CPU, preempting the main thread inside that window,
+    makes it likely enough to hit a CI run now and then.
+
+    set() here takes no lock: it stores a bool and writes a byte to a non-blocking pipe;
+    wait() sleeps in poll() on that pipe, so a set() from the handler wakes it at once."""
+
+    def __init__(self) -> None:
+        self._flag = False
+        self._r, self._w = os.pipe()
+        os.set_blocking(self._r, False)
+        os.set_blocking(self._w, False)
+        self._poller = select.poll()      # poll, not select: no FD_SETSIZE limit
+        self._poller.register(self._r, select.POLLIN)
+
+    def set(self) -> None:
+        self._flag = True
+        try:
+            os.write(self._w, b"\0")
+        except OSError:        # pipe full (a wakeup is already pending) or closed at exit
+            pass
+
+    def clear(self) -> None:
+        self._flag = False
+
+    def is_set(self) -> bool:
+        return self._flag
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """True as soon as the flag is set; False if `timeout` seconds passed without it."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._flag:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                break
+            # An interrupted poll() is retried after the handler ran (PEP 475); the byte the
+            # handler wrote then ends it at once.
+            if self._poller.poll(None if left is None else max(1, int(left * 1000 + 0.999))):
+                try:
+                    while os.read(self._r, 4096):
+                        pass
+                except OSError:    # drained (EAGAIN)
+                    pass
+        return self._flag
+
+
+def install_signal_handlers() -> tuple[SignalFlag, SignalFlag, SignalFlag]:
+    """(stop, go, hurry) flags, set by SIGTERM, SIGUSR1 and SIGUSR2; SIGINT is ignored (Ctrl-C
+    reaches the whole terminal process group; the runner alone decides). Main thread only."""
+    stop, go, hurry = SignalFlag(), SignalFlag(), SignalFlag()
+
+    def on_hurry(*_: Any) -> None:
+        hurry.set()
+        stop.set()
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGUSR1, lambda *_: go.set())
+    signal.signal(signal.SIGUSR2, on_hurry)
+    return stop, go, hurry
 
 
 def one_line(e: BaseException) -> str:
@@ -89,8 +161,8 @@ def _stage_stats(stage: Any) -> dict:
     return st
 
 
-def run_node(spec: dict, ctx: zmq.Context, stop: threading.Event, go: threading.Event,
-             hurry: threading.Event | None = None) -> int:
+def run_node(spec: dict, ctx: zmq.Context, stop: threading.Event | SignalFlag,
+             go: threading.Event | SignalFlag, hurry: threading.Event | SignalFlag | None = None) -> int:
     """Run one node until end-of-stream, stop, or failure. Returns the exit status (0 or 1).
 
     stop: finish gracefully (sources send end-of-stream; others drain until it arrives).
@@ -393,16 +465,12 @@ def _die_with_parent(parent_pid: int) -> None:
 
 
 def main() -> int:
+    # First thing: a stop asked for while the spec is still being read is kept, not fatal.
+    stop, go, hurry = install_signal_handlers()
     spec = json.loads(sys.stdin.read())
     _die_with_parent(int(spec["runner_pid"]))
     logging.basicConfig(level=spec.get("log_level", "INFO").upper(),
                         format=f"%(asctime)s {spec['name']} %(levelname)s %(message)s", datefmt="%H:%M:%S")
-    stop, go, hurry = threading.Event(), threading.Event(), threading.Event()
-    # Ctrl-C reaches the whole terminal process group; the runner alone decides, so ignore it here.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGUSR1, lambda *_: go.set())
-    signal.signal(signal.SIGUSR2, lambda *_: (hurry.set(), stop.set()))
     ctx = zmq.Context()
     try:
         return run_node(spec, ctx, stop, go, hurry)
