@@ -1,6 +1,8 @@
 """Fusion strategies against the baselines: Qabf and SSIM, smoky and clean inputs.
 
     python bench/fusion_strategy_study.py [--weights weights/lmfusion.safetensors] [--pairs 12]
+    python bench/fusion_strategy_study.py --wide                # + pyramid/weighting variants
+    python bench/fusion_strategy_study.py --vis-correction oracle --lmf-strength 1 2
 
 Tuning data: RoadScene *train* pairs (never the test split the evaluation reports), each with
 synthetic smoke from the evaluation's smoke config (other seeds). For each strategy the VIS and
@@ -8,6 +10,13 @@ IR latents (after LMF) are computed once and fused in latent space, then decoded
 ``python -m lmfusion evaluate``: Qabf(V, I, F) and SSIM = (SSIM(F, V) + SSIM(F, I)) / 2 with V
 the *clean* VIS. A strategy "wins" when it beats the average baseline's SSIM and the Laplacian
 baseline's Qabf at once (the model issue's criterion). Prints one Markdown table per input kind.
+
+--wide adds variants of the latent pyramid fusion (depth, Gaussian instead of box pyramid,
+energy window, hard or soft weights per level, energies normalised per image, sign-aware max)
+to test whether any leaves the Qabf-SSIM trade-off curve. --vis-correction oracle hands
+LMFusion (not the baselines) the smoky VIS after the per-image gain/offset that best fits the
+clean VIS: an upper bound for any global smoke correction. --lmf-strength k extrapolates the
+LMF's change of the latent, z + k (LMF(z) - z): does a stronger correction help the fusion?
 """
 from __future__ import annotations
 
@@ -18,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -35,6 +45,66 @@ CANDIDATES = {
 }
 
 
+
+def _down(x: torch.Tensor, pyramid: str) -> torch.Tensor:
+    if pyramid == "box":
+        return F.avg_pool2d(x, 2, ceil_mode=True)
+    k = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16          # binomial 5-tap (Burt & Adelson)
+    k2 = (k[:, None] * k[None, :]).expand(x.shape[1], 1, 5, 5)
+    return F.conv2d(F.pad(x, (2, 2, 2, 2), mode="reflect"), k2, groups=x.shape[1])[..., ::2, ::2]
+
+
+def pyramid_fuse(a, b, levels=4, power=2.0, mix=1.0, window=3, pyramid="box", normalise=False,
+                 sign_max=False, _lvl=0):
+    """fuse_detail_soft generalised for the study: ``power`` and ``mix`` may be per-level
+    tuples, a level with power "hard" takes the max-abs coefficient."""
+    if levels == 0 or min(a.shape[-2:]) < 4:
+        return 0.5 * (a + b)
+    p = power[_lvl] if isinstance(power, tuple) else power
+    m = mix[_lvl] if isinstance(mix, tuple) else mix
+    a_lo, b_lo = _down(a, pyramid), _down(b, pyramid)
+    up = lambda t: F.interpolate(t, size=a.shape[-2:], mode="bilinear", align_corners=False)  # noqa: E731
+    a_hi, b_hi = a - up(a_lo), b - up(b_lo)
+    if p == "hard":
+        hi = torch.where(a_hi.abs() >= b_hi.abs(), a_hi, b_hi)
+    else:
+        en = lambda x: F.avg_pool2d(x.pow(2).sum(1, keepdim=True), window, 1, window // 2,  # noqa: E731
+                                    count_include_pad=False)
+        ea, eb = en(a_hi), en(b_hi)
+        if normalise:
+            ea, eb = ea / (ea.mean() + 1e-12), eb / (eb.mean() + 1e-12)
+        ea, eb = ea.pow(p / 2), eb.pow(p / 2)
+        wa = 0.5 + m * ((ea + 1e-12) / (ea + eb + 2e-12) - 0.5)
+        hi = wa * a_hi + (1 - wa) * b_hi
+        if sign_max:  # same sign: the stronger coefficient; opposite signs: the soft blend
+            hi = torch.where(a_hi * b_hi > 0, torch.where(a_hi.abs() >= b_hi.abs(), a_hi, b_hi), hi)
+    lo = pyramid_fuse(a_lo, b_lo, levels - 1, power, mix, window, pyramid, normalise, sign_max, _lvl + 1)
+    return up(lo) + hi
+
+
+WIDE = {
+    "levels 3": dict(levels=3), "levels 5": dict(levels=5), "levels 6": dict(levels=6),
+    "window 1": dict(window=1), "window 5": dict(window=5),
+    "binomial pyramid": dict(pyramid="binomial"), "binomial pyramid, levels 5": dict(pyramid="binomial", levels=5),
+    "power 1": dict(power=1.0), "power 3": dict(power=3.0),
+    "hard finest, soft rest": dict(power=("hard", 2, 2, 2)),
+    "soft finest, hard rest": dict(power=(2, "hard", "hard", "hard")),
+    "power 4 finest, 2 rest": dict(power=(4, 2, 2, 2)),
+    "power 4 finest, mix 0.6 rest": dict(power=(4, 2, 2, 2), mix=(1, 0.6, 0.6, 0.6)),
+    "energies normalised per image": dict(normalise=True),
+    "sign-aware max": dict(sign_max=True),
+    "sign-aware max, power 1": dict(sign_max=True, power=1.0),
+    "sign-aware max, mix 0.6": dict(sign_max=True, mix=0.6),
+}
+
+
+def oracle_affine(smoky_y: np.ndarray, clean_y: np.ndarray) -> np.ndarray:
+    """smoky_y under the per-image gain and offset that best fit clean_y (least squares)."""
+    x = smoky_y.astype(np.float64).ravel()
+    g, o = np.linalg.lstsq(np.stack([x, np.ones_like(x)], 1), clean_y.astype(np.float64).ravel(), rcond=None)[0]
+    return np.clip(g * smoky_y.astype(np.float64) + o + 0.5, 0, 255).astype(np.uint8)
+
+
 def u8(a: np.ndarray) -> np.ndarray:
     return np.clip(a * 255 + 0.5, 0, 255).astype(np.uint8)
 
@@ -47,16 +117,24 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights", default="weights/lmfusion.safetensors")
     ap.add_argument("--pairs", type=int, default=12, help="RoadScene train pairs, spread over the split")
+    ap.add_argument("--wide", action="store_true", help="also the pyramid/weighting variants (WIDE)")
+    ap.add_argument("--vis-correction", choices=["none", "oracle"], default="none",
+                    help="oracle: LMFusion gets the smoky VIS after the best per-image gain/offset")
+    ap.add_argument("--lmf-strength", type=float, nargs="+", default=[1.0],
+                    help="k in z + k (LMF(z) - z); several values give one row set each")
+    ap.add_argument("--kinds", nargs="+", choices=["smoky", "clean"], default=["smoky", "clean"])
     args = ap.parse_args()
     torch.set_num_threads(1)
     net, _ = load_model(Path(args.weights))
     net.eval()
     train = D.roadscene_pairs("train")
     pairs = train[:: max(1, len(train) // args.pairs)][: args.pairs]
+    candidates = dict(CANDIDATES)
+    if args.wide:
+        candidates.update({f"detail_soft, {k}": (lambda a, b, kw=kw: pyramid_fuse(a, b, **kw)) for k, kw in WIDE.items()})
     t0 = time.perf_counter()
-    for kind in ("smoky", "clean"):
+    for kind in args.kinds:
         rows: dict[str, list[tuple[float, float]]] = {"average baseline": [], "laplacian baseline": []}
-        rows.update({k: [] for k in CANDIDATES})
         for i, p in enumerate(pairs):
             vis, ir = D.load_roadscene_pair(p)
             s = add_smoke(vis.astype(np.float32) / 255, np.random.default_rng(5000 + i), EVAL_SMOKE,
@@ -65,17 +143,23 @@ def main() -> None:
             vc = y_of(vis)
             rows["average baseline"].append(score(vc, ir, y_of(baselines.fuse_average(v_in, i_in))))
             rows["laplacian baseline"].append(score(vc, ir, y_of(baselines.fuse_laplacian(v_in, i_in))))
+            v_net = oracle_affine(y_of(v_in), vc) if args.vis_correction == "oracle" else y_of(v_in)
             h, w = vc.shape
             m = net.size_multiple
             pad = lambda y: np.pad(y.astype(np.float32) / 255, ((0, (-h) % m), (0, (-w) % m)), mode="reflect")
             with torch.no_grad():
-                z = net.lmf(net.encoder(torch.from_numpy(np.stack([pad(y_of(v_in)), pad(i_in)]))[:, None]))
-                for name, fn in CANDIDATES.items():
-                    fy = net.decoder(fn(z[:1], z[1:])).clamp(0, 1)[0, 0, :h, :w].numpy()
-                    rows[name].append(score(vc, ir, u8(fy)))
+                e = net.encoder(torch.from_numpy(np.stack([pad(v_net), pad(i_in)]))[:, None])
+                z1 = net.lmf(e)
+                for k in args.lmf_strength:
+                    z = e + k * (z1 - e)
+                    for name, fn in candidates.items():
+                        fy = net.decoder(fn(z[:1], z[1:])).clamp(0, 1)[0, 0, :h, :w].numpy()
+                        label = name if len(args.lmf_strength) == 1 else f"{name}, LMF strength {k:g}"
+                        rows.setdefault(label, []).append(score(vc, ir, u8(fy)))
         avg_ssim = np.mean([r[1] for r in rows["average baseline"]])
         lap_qabf = np.mean([r[0] for r in rows["laplacian baseline"]])
-        print(f"\n### {kind} VIS + IR, {len(pairs)} RoadScene train pairs ({Path(args.weights).name})\n")
+        note = "" if args.vis_correction == "none" else f", LMFusion's VIS: {args.vis_correction} gain/offset"
+        print(f"\n### {kind} VIS + IR, {len(pairs)} RoadScene train pairs ({Path(args.weights).name}{note})\n")
         print("| | Qabf | SSIM | beats both baselines |\n|---|---|---|---|")
         for name, r in rows.items():
             q, ss = np.mean([x[0] for x in r]), np.mean([x[1] for x in r])
