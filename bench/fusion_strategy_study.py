@@ -33,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lmfusion import baselines, data as D, metrics as M  # noqa: E402
 from lmfusion.evaluate import EVAL_SMOKE, y_of  # noqa: E402
-from lmfusion.networks import STRATEGIES, fuse_detail_soft  # noqa: E402
+from lmfusion.networks import STRATEGIES, _blur_down, _local_energy, fuse_average, fuse_detail_soft  # noqa: E402
+from global_correction_study import best_affine  # noqa: E402  (bench/ is on sys.path when run as a script)
 from lmfusion.smoke import add_smoke  # noqa: E402
 from lmfusion.weights import load_model  # noqa: E402
 
@@ -48,7 +49,7 @@ CANDIDATES = {
 
 def _down(x: torch.Tensor, pyramid: str) -> torch.Tensor:
     if pyramid == "box":
-        return F.avg_pool2d(x, 2, ceil_mode=True)
+        return _blur_down(x)                                   # what fuse_detail_soft uses
     k = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16          # binomial 5-tap (Burt & Adelson)
     k2 = (k[:, None] * k[None, :]).expand(x.shape[1], 1, 5, 5)
     return F.conv2d(F.pad(x, (2, 2, 2, 2), mode="reflect"), k2, groups=x.shape[1])[..., ::2, ::2]
@@ -59,7 +60,7 @@ def pyramid_fuse(a, b, levels=4, power=2.0, mix=1.0, window=3, pyramid="box", no
     """fuse_detail_soft generalised for the study: ``power`` and ``mix`` may be per-level
     tuples, a level with power "hard" takes the max-abs coefficient."""
     if levels == 0 or min(a.shape[-2:]) < 4:
-        return 0.5 * (a + b)
+        return fuse_average(a, b)
     p = power[_lvl] if isinstance(power, tuple) else power
     m = mix[_lvl] if isinstance(mix, tuple) else mix
     a_lo, b_lo = _down(a, pyramid), _down(b, pyramid)
@@ -68,9 +69,7 @@ def pyramid_fuse(a, b, levels=4, power=2.0, mix=1.0, window=3, pyramid="box", no
     if p == "hard":
         hi = torch.where(a_hi.abs() >= b_hi.abs(), a_hi, b_hi)
     else:
-        en = lambda x: F.avg_pool2d(x.pow(2).sum(1, keepdim=True), window, 1, window // 2,  # noqa: E731
-                                    count_include_pad=False)
-        ea, eb = en(a_hi), en(b_hi)
+        ea, eb = _local_energy(a_hi, window), _local_energy(b_hi, window)
         if normalise:
             ea, eb = ea / (ea.mean() + 1e-12), eb / (eb.mean() + 1e-12)
         ea, eb = ea.pow(p / 2), eb.pow(p / 2)
@@ -100,8 +99,7 @@ WIDE = {
 
 def oracle_affine(smoky_y: np.ndarray, clean_y: np.ndarray) -> np.ndarray:
     """smoky_y under the per-image gain and offset that best fit clean_y (least squares)."""
-    x = smoky_y.astype(np.float64).ravel()
-    g, o = np.linalg.lstsq(np.stack([x, np.ones_like(x)], 1), clean_y.astype(np.float64).ravel(), rcond=None)[0]
+    g, o = best_affine(smoky_y, clean_y)
     return np.clip(g * smoky_y.astype(np.float64) + o + 0.5, 0, 255).astype(np.uint8)
 
 

@@ -27,6 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lmfusion import data as D  # noqa: E402
+from lmfusion.metrics import psnr  # noqa: E402
 from lmfusion.evaluate import EVAL_SMOKE, y_of  # noqa: E402
 from lmfusion.smoke import SmokeConfig, add_smoke  # noqa: E402
 
@@ -45,10 +46,6 @@ def best_affine(x: np.ndarray, target: np.ndarray) -> tuple[float, float]:
     x = x.astype(np.float64).ravel()
     g, o = np.linalg.lstsq(np.stack([x, np.ones_like(x)], 1), target.astype(np.float64).ravel(), rcond=None)[0]
     return float(g), float(o)
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    return float(10 * np.log10(255.0 ** 2 / np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)))
 
 
 def u8(a: np.ndarray) -> np.ndarray:

@@ -299,7 +299,6 @@ def ecc_align(template: np.ndarray, image: np.ndarray, warp: np.ndarray, iters: 
     if res is None:
         return None
     rho, step = res
-    best = (rho, wn)
     halvings = 0
     for _ in range(iters):
         if step is None:
@@ -307,7 +306,7 @@ def ecc_align(template: np.ndarray, image: np.ndarray, warp: np.ndarray, iters: 
         trial = wn + step
         moved = float(np.abs(corners_n(trial) - corners_n(wn)).max()) * s_i
         res = evaluate(trial)
-        if res is None or res[0] < best[0]:
+        if res is None or res[0] < rho:
             # The correlation fell: the linearisation overshot. Halve the step, at most 4 times.
             halvings += 1
             if halvings > 4 or moved < 0.02:
@@ -315,15 +314,14 @@ def ecc_align(template: np.ndarray, image: np.ndarray, warp: np.ndarray, iters: 
             step = step * 0.5
             continue
         halvings = 0
-        gain = res[0] - best[0]
-        wn, (rho, step) = trial, res
-        best = (rho, wn)
+        gain = res[0] - rho
+        wn, (rho, step) = trial, res            # only steps that raise the correlation are taken
         if moved < 0.02 or gain < eps:
             break
-    out = inv_ni @ best[1] @ n_t
+    out = inv_ni @ wn @ n_t
     if not np.all(np.isfinite(out)) or abs(np.linalg.det(out)) < 1e-12:
         return None
-    return float(best[0]), out / out[2, 2]
+    return float(rho), out / out[2, 2]
 
 
 def edge_map(img: np.ndarray, cfg: AutoConfig) -> np.ndarray:
@@ -550,7 +548,7 @@ def estimate_auto(vis: np.ndarray, ir: np.ndarray, init: np.ndarray | None = Non
         # and the finer levels settle what it leaves.
         starts: list[tuple[float, np.ndarray]] = []
         tol = 2.0 / scales[top][0, 0]
-        for _, w in _coarse_search(ve, re_, cfg)[: cfg.coarse_ecc]:
+        for _, w in _coarse_search(ve, re_, cfg):
             res = _ecc(re_, ve, w, cv2.MOTION_AFFINE, cfg.ecc_iters, 1e-4, vm)
             if res is None:
                 continue
