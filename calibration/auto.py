@@ -346,20 +346,48 @@ def edge_map(img: np.ndarray, cfg: AutoConfig) -> np.ndarray:
     return np.dstack([(dx * dx - dy * dy) * inv, 2 * dx * dy * inv, norm]).astype(np.float32)
 
 
-def valid_mask(gray: np.ndarray) -> np.ndarray:
-    """HxW bool: False on zero-valued "no data" regions that touch the frame edge.
+def _frame_bands(gray: np.ndarray, tol: int = 2, frac: float = 0.95) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right): how many rows/columns at each frame edge are one constant
+    value (at least `frac` of the line within +-`tol` of its median), scanning inwards."""
+    g = gray.astype(np.int16)
+    out = []
+    for lines in (g, g[::-1], g.T, g.T[::-1]):
+        n = 0
+        while n < len(lines) // 2:
+            line = lines[n]
+            if np.mean(np.abs(line - np.median(line)) <= tol) < frac:
+                break
+            n += 1
+        out.append(n)
+    return tuple(out)
 
-    A frame that was already warped or rectified has such fill; its edge against the picture
-    is a strong false gradient that drags the alignment by pixels, so it is masked. Dark
-    pixels inside the picture (not connected to the border) stay valid.
+
+def valid_mask(gray: np.ndarray) -> np.ndarray:
+    """HxW bool: False where the frame holds no picture.
+
+    Two kinds, both measured to drag the alignment: (1) zero-valued "no data" regions that
+    touch the frame edge (a frame that was already warped or rectified has such fill); dark
+    pixels inside the picture (not connected to the border) stay valid. (2) Constant bands
+    along the frame edges, any value: some cameras (or the tools that cropped their frames)
+    leave a white or dark frame, e.g. TNO's Bosnia and square_with_houses LWIR images have a
+    255-valued frame 4-15 px wide, Farm's a 41-row band of 1s. The frame's inner edge is a
+    strong straight gradient that nothing in the other camera matches, and the search locked on
+    to it (corner errors of 5-10 px on those pairs before this mask).
     """
+    ok = np.ones(gray.shape, bool)
     zero = (gray == 0).astype(np.uint8)
-    if not zero.any():
-        return np.ones(gray.shape, bool)
-    n, labels = cv2.connectedComponents(zero, connectivity=4)
-    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    border = border[border > 0]
-    return ~np.isin(labels, border)
+    if zero.any():
+        n, labels = cv2.connectedComponents(zero, connectivity=4)
+        border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+        border = border[border > 0]
+        ok &= ~np.isin(labels, border)
+    top, bottom, left, right = _frame_bands(gray)
+    h, w = gray.shape
+    ok[:top] = False
+    ok[h - bottom:] = False
+    ok[:, :left] = False
+    ok[:, w - right:] = False
+    return ok
 
 
 def _corner_dist(a: np.ndarray, b: np.ndarray, size) -> float:
