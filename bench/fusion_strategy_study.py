@@ -17,6 +17,12 @@ to test whether any leaves the Qabf-SSIM trade-off curve. --vis-correction oracl
 LMFusion (not the baselines) the smoky VIS after the per-image gain/offset that best fits the
 clean VIS: an upper bound for any global smoke correction. --lmf-strength k extrapolates the
 LMF's change of the latent, z + k (LMF(z) - z): does a stronger correction help the fusion?
+--local adds local, smoke-motivated rules (LOCAL): VIS detail gain 1/t with the *true*
+transmission (a diagnostic upper bound for any transmission-aware gain, never a usable rule),
+and ``fuse_detail_denoise`` (Wiener shrinkage of the VIS fine levels, base weighted towards the
+IR, energy-matched blend; the shipped default since session 4) with its ablations (4 levels).
+Held-out checks: --pairs 24 --offset 4 --seed 6000 and --pairs 24 --offset 2 --seed 7000 are
+disjoint from the 12 tuning pairs and from each other (docs/model.md, "Fourth session").
 """
 from __future__ import annotations
 
@@ -33,7 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lmfusion import baselines, data as D, metrics as M  # noqa: E402
 from lmfusion.evaluate import EVAL_SMOKE, y_of  # noqa: E402
-from lmfusion.networks import STRATEGIES, _blur_down, _local_energy, fuse_average, fuse_detail_soft  # noqa: E402
+from lmfusion.networks import (STRATEGIES, _blur_down, _local_energy, fuse_average, fuse_detail_denoise,  # noqa: E402
+                               fuse_detail_soft)
 from global_correction_study import best_affine  # noqa: E402  (bench/ is on sys.path when run as a script)
 from lmfusion.smoke import add_smoke  # noqa: E402
 from lmfusion.weights import load_model  # noqa: E402
@@ -97,6 +104,38 @@ WIDE = {
 }
 
 
+_PAIR: dict[str, torch.Tensor] = {}   # per-pair side information for the diagnostic rows (true t)
+
+
+def oracle_gain_fuse(a, b, t, max_gain=4.0, levels=4):
+    """detail_soft with the VIS band-pass scaled by clip(1/t, 1, max_gain), t the *true*
+    transmission (1, 1, H, W) averaged to each level: the best a transmission-aware gain could do."""
+    if levels == 0 or min(a.shape[-2:]) < 4:
+        return fuse_average(a, b)
+    a_lo, b_lo = _blur_down(a), _blur_down(b)
+    up = lambda x: F.interpolate(x, size=a.shape[-2:], mode="bilinear", align_corners=False)  # noqa: E731
+    a_hi = (a - up(a_lo)) * (1 / F.adaptive_avg_pool2d(t, a.shape[-2:])).clamp(1, max_gain)
+    b_hi = b - up(b_lo)
+    ea, eb = _local_energy(a_hi), _local_energy(b_hi)
+    wa = (ea + 1e-12) / (ea + eb + 2e-12)
+    return up(oracle_gain_fuse(a_lo, b_lo, t, max_gain, levels - 1)) + wa * a_hi + (1 - wa) * b_hi
+
+
+LOCAL = {
+    "oracle VIS detail gain 1/t, clip 2 (true t: diagnostic)": lambda a, b: oracle_gain_fuse(a, b, _PAIR["t"], 2.0),
+    "oracle VIS detail gain 1/t, clip 4 (true t: diagnostic)": lambda a, b: oracle_gain_fuse(a, b, _PAIR["t"], 4.0),
+    "base 0.2 VIS : 0.8 IR (else detail_soft)":
+        lambda a, b: fuse_detail_denoise(a, b, levels=4, mix=1.0, wiener=0.0, max_gain=1.0),
+    "base 0.2, Wiener 8 on VIS levels 0-1":
+        lambda a, b: fuse_detail_denoise(a, b, levels=4, mix=1.0, max_gain=1.0),
+    **{f"base 0.2, Wiener 8, energy match, mix {m}": (lambda a, b, m=m: fuse_detail_denoise(a, b, levels=4, mix=m))
+       for m in (0.6, 0.45, 0.4, 0.35)},
+    "base 0.2, Wiener 16, energy match, mix 0.4": lambda a, b: fuse_detail_denoise(a, b, levels=4, mix=0.4, wiener=16.0),
+    "base 0.5, Wiener 8, energy match, mix 0.4": lambda a, b: fuse_detail_denoise(a, b, levels=4, mix=0.4, base_a=0.5),
+    "detail_denoise as shipped (3 levels, mix 0.45; chosen on tuning + disjoint pairs)": fuse_detail_denoise,
+}
+
+
 def oracle_affine(smoky_y: np.ndarray, clean_y: np.ndarray) -> np.ndarray:
     """smoky_y under the per-image gain and offset that best fit clean_y (least squares)."""
     g, o = best_affine(smoky_y, clean_y)
@@ -115,27 +154,39 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights", default="weights/lmfusion.safetensors")
     ap.add_argument("--pairs", type=int, default=12, help="RoadScene train pairs, spread over the split")
+    ap.add_argument("--offset", type=int, default=0,
+                    help="start of the spread-out selection train[offset::len(train)//pairs]: --pairs 24 "
+                         "--offset 4 --seed 6000 is disjoint from the default 12 tuning pairs (held-out check)")
+    ap.add_argument("--seed", type=int, default=5000, help="smoke seed of pair i: seed + i")
+    ap.add_argument("--only", nargs="+", default=None,
+                    help="keep only the candidates whose name contains one of these strings")
     ap.add_argument("--wide", action="store_true", help="also the pyramid/weighting variants (WIDE)")
     ap.add_argument("--vis-correction", choices=["none", "oracle"], default="none",
                     help="oracle: LMFusion gets the smoky VIS after the best per-image gain/offset")
     ap.add_argument("--lmf-strength", type=float, nargs="+", default=[1.0],
                     help="k in z + k (LMF(z) - z); several values give one row set each")
+    ap.add_argument("--local", action="store_true", help="also the local smoke-aware rules (LOCAL)")
     ap.add_argument("--kinds", nargs="+", choices=["smoky", "clean"], default=["smoky", "clean"])
     args = ap.parse_args()
     torch.set_num_threads(1)
     net, _ = load_model(Path(args.weights))
     net.eval()
     train = D.roadscene_pairs("train")
-    pairs = train[:: max(1, len(train) // args.pairs)][: args.pairs]
+    pairs = train[args.offset:: max(1, len(train) // args.pairs)][: args.pairs]
+    assert len(pairs) == args.pairs, f"only {len(pairs)} pairs at offset {args.offset}"
     candidates = dict(CANDIDATES)
     if args.wide:
         candidates.update({f"detail_soft, {k}": (lambda a, b, kw=kw: pyramid_fuse(a, b, **kw)) for k, kw in WIDE.items()})
+    if args.local:
+        candidates.update(LOCAL)
+    if args.only:
+        candidates = {k: v for k, v in candidates.items() if any(o in k for o in args.only)}
     t0 = time.perf_counter()
     for kind in args.kinds:
         rows: dict[str, list[tuple[float, float]]] = {"average baseline": [], "laplacian baseline": []}
         for i, p in enumerate(pairs):
             vis, ir = D.load_roadscene_pair(p)
-            s = add_smoke(vis.astype(np.float32) / 255, np.random.default_rng(5000 + i), EVAL_SMOKE,
+            s = add_smoke(vis.astype(np.float32) / 255, np.random.default_rng(args.seed + i), EVAL_SMOKE,
                           ir=ir.astype(np.float32) / 255, force_smoke=True)
             v_in, i_in = (u8(s.smoky), u8(s.ir)) if kind == "smoky" else (vis, ir)
             vc = y_of(vis)
@@ -145,6 +196,9 @@ def main() -> None:
             h, w = vc.shape
             m = net.size_multiple
             pad = lambda y: np.pad(y.astype(np.float32) / 255, ((0, (-h) % m), (0, (-w) % m)), mode="reflect")
+            if args.local:  # the true transmission, padded as the latents (diagnostic rows only)
+                t_true = s.transmission if kind == "smoky" else np.ones_like(s.transmission)
+                _PAIR["t"] = torch.from_numpy(pad(u8(t_true))).clamp(min=1 / 255)[None, None]
             with torch.no_grad():
                 e = net.encoder(torch.from_numpy(np.stack([pad(v_net), pad(i_in)]))[:, None])
                 z1 = net.lmf(e)
@@ -157,7 +211,8 @@ def main() -> None:
         avg_ssim = np.mean([r[1] for r in rows["average baseline"]])
         lap_qabf = np.mean([r[0] for r in rows["laplacian baseline"]])
         note = "" if args.vis_correction == "none" else f", LMFusion's VIS: {args.vis_correction} gain/offset"
-        print(f"\n### {kind} VIS + IR, {len(pairs)} RoadScene train pairs ({Path(args.weights).name}{note})\n")
+        sel = "" if (args.offset, args.seed) == (0, 5000) else f", offset {args.offset}, smoke seeds {args.seed}+"
+        print(f"\n### {kind} VIS + IR, {len(pairs)} RoadScene train pairs{sel} ({Path(args.weights).name}{note})\n")
         print("| | Qabf | SSIM | beats both baselines |\n|---|---|---|---|")
         for name, r in rows.items():
             q, ss = np.mean([x[0] for x in r]), np.mean([x[1] for x in r])

@@ -88,9 +88,10 @@ PRESETS: dict[str, ModelConfig] = {
         # resolution head/tail keep object edges. Half the MACs of a 1/2-resolution trunk.
         lmf=LMFConfig(width=48, dilations=(1, 2, 4, 8, 1, 2), scale=4, global_branch=True,
                       affine_head=True, attention_residual=True, global_affine=True),
-        # soft detail weights: on smoky RoadScene train pairs better than the hard max-abs
-        # rule on both Qabf and SSIM (bench/fusion_strategy_study.py, docs/model.md)
-        strategy="detail_soft",
+        # soft detail weights with VIS noise shrinkage, an IR-weighted base and energy
+        # matching: chosen on smoky RoadScene train pairs, ahead of both baselines on Qabf and
+        # SSIM on the test split (bench/fusion_strategy_study.py --local, docs/model.md)
+        strategy="detail_denoise",
     ),
     # CPU real-time candidate (docs/inference.md): the default autoencoder, a 16-channel LMF,
     # meant to be distilled from `default` and run with engine_options={"resolution_scale": 2}.

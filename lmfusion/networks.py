@@ -319,6 +319,65 @@ def fuse_detail_soft(a: torch.Tensor, b: torch.Tensor, levels: int = 4, power: f
     return F.interpolate(lo, size=size, mode="bilinear", align_corners=False) + wa * a_hi + (1 - wa) * b_hi
 
 
+def _median_abs(x: torch.Tensor) -> torch.Tensor:
+    """(B, ...) -> (B,): the (lower) median of |x| per batch item. topk rather than
+    torch.median because ONNX has no median operator and exports TopK."""
+    v = x.abs().flatten(1)
+    return torch.topk(v, v.shape[1] // 2 + 1, dim=1, largest=False).values[:, -1]
+
+
+def fuse_detail_denoise(a: torch.Tensor, b: torch.Tensor, levels: int = 3, power: float = 2.0,
+                        mix: float = 0.45, wiener: float = 8.0, wiener_levels: int = 2,
+                        base_a: float = 0.2, max_gain: float = 2.0) -> torch.Tensor:
+    """Latent Laplacian pyramid for a smoky ``a`` (VIS) and a smoke-penetrating ``b`` (LWIR).
+
+    ``detail_soft`` with three changes, each aimed at what smoke does to the VIS latent:
+    - Wiener shrinkage of ``a``'s finest ``wiener_levels`` band-pass levels,
+      a_hi *= max(0, 1 - wiener * s_l^2 / E_a) (E_a: channel-summed 3x3 energy), with s_0 the
+      median absolute finest coefficient of ``a`` / 0.6745 (a robust noise estimate) and
+      s_l = s_0 / 2^l (white noise in a box pyramid): sensor noise and fine smoke texture are in
+      neither the scene nor the LWIR image.
+    - The base (low-pass) weighted ``base_a`` : 1 - ``base_a`` towards ``b``: the VIS low-pass
+      carries the airlight veil A(1 - t), the LWIR low-pass hardly any.
+    - Energy matching: after the soft blend (weights pulled towards 1/2 by ``mix``, which keeps
+      structural similarity with both inputs), the fused detail is scaled so its local energy
+      reaches the weighted source energy w E_a + (1 - w) E_b (gain clipped to [1, max_gain]):
+      it puts back what averaging opposite-sign coefficients cancels, which is what costs a
+      low-``mix`` blend its edge transfer (Qabf).
+    Settings chosen on RoadScene *train* pairs (12 tuning + 24 disjoint, confirmed on 24 more)
+    with ``bench/fusion_strategy_study.py --local``; measured once on the test split
+    (docs/model.md, "Fourth session"). The weights are computed in float32 whatever the
+    network's precision (see LMFusionNet.forward).
+    """
+    his = []
+    s0 = None
+    for lvl in range(levels):
+        if min(a.shape[-2:]) < 4:
+            break
+        a_lo, b_lo = _blur_down(a), _blur_down(b)
+        size = a.shape[-2:]
+        a_hi = a - F.interpolate(a_lo, size=size, mode="bilinear", align_corners=False)
+        b_hi = b - F.interpolate(b_lo, size=size, mode="bilinear", align_corners=False)
+        if s0 is None:
+            s0 = _median_abs(a_hi) / 0.6745                             # (B,) robust noise std
+        if lvl < wiener_levels and wiener > 0:
+            sig2 = ((s0 / 2 ** lvl) ** 2)[:, None, None, None]           # (B, 1, 1, 1)
+            a_hi = a_hi * (1 - wiener * sig2 / (_local_energy(a_hi) + 1e-12)).clamp(min=0)
+        ea_, eb_ = _local_energy(a_hi), _local_energy(b_hi)
+        ea, eb = ea_.pow(power / 2), eb_.pow(power / 2)
+        wa = 0.5 + mix * ((ea + 1e-12) / (ea + eb + 2e-12) - 0.5)
+        hi = wa * a_hi + (1 - wa) * b_hi
+        if max_gain > 1:
+            target = wa * ea_ + (1 - wa) * eb_
+            hi = hi * (target / (_local_energy(hi) + 1e-12)).sqrt().clamp(1, max_gain)
+        his.append(hi)
+        a, b = a_lo, b_lo
+    out = base_a * a + (1 - base_a) * b
+    for hi in reversed(his):
+        out = F.interpolate(out, size=hi.shape[-2:], mode="bilinear", align_corners=False) + hi
+    return out
+
+
 STRATEGIES = {
     "average": fuse_average,
     "channel_avg": lambda a, b: fuse_channel(a, b, "avg"),
@@ -328,6 +387,7 @@ STRATEGIES = {
     "hybrid": fuse_hybrid,
     "detail": fuse_detail,
     "detail_soft": fuse_detail_soft,
+    "detail_denoise": fuse_detail_denoise,
 }
 
 
@@ -363,7 +423,10 @@ class LMFusionNet(nn.Module):
             zv, zi = z[:B], z[B:]
         else:
             zv, zi = self.lmf(z[:B]), z[B:]
-        fused = STRATEGIES[strategy or self.strategy](zv, zi)
+        # The fusion rule runs in float32 even in an fp16 network: its energy ratios use 1e-12
+        # guards, which are 0 in fp16 (a flat, e.g. saturated, region would give 0/0 = NaN).
+        # The latents have 3 channels, so this costs little.
+        fused = STRATEGIES[strategy or self.strategy](zv.float(), zi.float()).to(zv.dtype)
         return self.decoder(fused).clamp(0, 1)
 
     def clear(self, y: torch.Tensor) -> torch.Tensor:

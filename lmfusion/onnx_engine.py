@@ -39,11 +39,11 @@ from .networks import LMFusionNet, STRATEGIES
 log = logging.getLogger(__name__)
 
 OPSET = 17
-EXPORT_VERSION = 1  # bump when the export wrapper changes what a cached .onnx file contains
+EXPORT_VERSION = 2  # 2: fusion rule in float32 inside fp16 graphs. Bump when the export wrapper changes what a cached .onnx file contains
 EXPORT_SIDE = 64    # H = W of the tracing input; a multiple of every LMF scale (1, 2, 4, 8)
 # Strategies whose torch code branches on the input size: the exported graph keeps the branch
 # taken at EXPORT_SIDE, which is the torch branch only for sides >= this many pixels.
-MIN_SIDE = {"detail": 32, "detail_soft": 32}  # 4 pyramid levels; the torch code stops below 4 px
+MIN_SIDE = {"detail": 32, "detail_soft": 32, "detail_denoise": 16}  # 4 (denoise: 3) pyramid levels; the torch code stops below 4 px
 NO_ONNX = {"channel_nuclear": "needs an SVD (nuclear norm), for which ONNX has no operator"}
 
 CPU_EP, CUDA_EP, TRT_EP = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"

@@ -59,6 +59,7 @@ def cache(tmp_path, monkeypatch):
     ("tiny", "detail", 70, 90),      # odd pyramid sizes, padded to the multiple
     ("default", "detail", 64, 64),
     ("tiny", "detail_soft", 70, 90),
+    ("tiny", "detail_denoise", 70, 90),
     ("paper", "average", 48, 40),
     ("tiny", "hybrid", 40, 48),
 ])
