@@ -39,8 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lmfusion import baselines, data as D, metrics as M  # noqa: E402
 from lmfusion.evaluate import EVAL_SMOKE, y_of  # noqa: E402
-from lmfusion.networks import (STRATEGIES, _blur_down, _local_energy, fuse_average, fuse_detail_denoise,  # noqa: E402
-                               fuse_detail_soft)
+from lmfusion.networks import (STRATEGIES, _blur_down, _local_energy, _soft_weight, _split, _up,  # noqa: E402
+                               fuse_average, fuse_detail_denoise, fuse_detail_soft)
 from global_correction_study import best_affine  # noqa: E402  (bench/ is on sys.path when run as a script)
 from lmfusion.smoke import add_smoke  # noqa: E402
 from lmfusion.weights import load_model  # noqa: E402
@@ -71,21 +71,19 @@ def pyramid_fuse(a, b, levels=4, power=2.0, mix=1.0, window=3, pyramid="box", no
     p = power[_lvl] if isinstance(power, tuple) else power
     m = mix[_lvl] if isinstance(mix, tuple) else mix
     a_lo, b_lo = _down(a, pyramid), _down(b, pyramid)
-    up = lambda t: F.interpolate(t, size=a.shape[-2:], mode="bilinear", align_corners=False)  # noqa: E731
-    a_hi, b_hi = a - up(a_lo), b - up(b_lo)
+    a_hi, b_hi = a - _up(a_lo, a.shape[-2:]), b - _up(b_lo, a.shape[-2:])
     if p == "hard":
         hi = torch.where(a_hi.abs() >= b_hi.abs(), a_hi, b_hi)
     else:
         ea, eb = _local_energy(a_hi, window), _local_energy(b_hi, window)
         if normalise:
             ea, eb = ea / (ea.mean() + 1e-12), eb / (eb.mean() + 1e-12)
-        ea, eb = ea.pow(p / 2), eb.pow(p / 2)
-        wa = 0.5 + m * ((ea + 1e-12) / (ea + eb + 2e-12) - 0.5)
+        wa = _soft_weight(ea, eb, p, m)
         hi = wa * a_hi + (1 - wa) * b_hi
         if sign_max:  # same sign: the stronger coefficient; opposite signs: the soft blend
             hi = torch.where(a_hi * b_hi > 0, torch.where(a_hi.abs() >= b_hi.abs(), a_hi, b_hi), hi)
     lo = pyramid_fuse(a_lo, b_lo, levels - 1, power, mix, window, pyramid, normalise, sign_max, _lvl + 1)
-    return up(lo) + hi
+    return _up(lo, a.shape[-2:]) + hi
 
 
 WIDE = {
@@ -112,13 +110,10 @@ def oracle_gain_fuse(a, b, t, max_gain=4.0, levels=4):
     transmission (1, 1, H, W) averaged to each level: the best a transmission-aware gain could do."""
     if levels == 0 or min(a.shape[-2:]) < 4:
         return fuse_average(a, b)
-    a_lo, b_lo = _blur_down(a), _blur_down(b)
-    up = lambda x: F.interpolate(x, size=a.shape[-2:], mode="bilinear", align_corners=False)  # noqa: E731
-    a_hi = (a - up(a_lo)) * (1 / F.adaptive_avg_pool2d(t, a.shape[-2:])).clamp(1, max_gain)
-    b_hi = b - up(b_lo)
-    ea, eb = _local_energy(a_hi), _local_energy(b_hi)
-    wa = (ea + 1e-12) / (ea + eb + 2e-12)
-    return up(oracle_gain_fuse(a_lo, b_lo, t, max_gain, levels - 1)) + wa * a_hi + (1 - wa) * b_hi
+    (a_lo, a_hi), (b_lo, b_hi) = _split(a), _split(b)
+    a_hi = a_hi * (1 / F.adaptive_avg_pool2d(t, a.shape[-2:])).clamp(1, max_gain)
+    wa = _soft_weight(_local_energy(a_hi), _local_energy(b_hi), 2.0, 1.0)
+    return _up(oracle_gain_fuse(a_lo, b_lo, t, max_gain, levels - 1), a.shape[-2:]) + wa * a_hi + (1 - wa) * b_hi
 
 
 LOCAL = {

@@ -29,7 +29,7 @@ The chosen method ("grad-ecc" with "orient" maps, the default of `estimate(metho
    on known warps, with and without a masked band (tests/calibration).
 6. A last ECC on the finest level over only the 60 % of it where the two maps agree best
    locally (31 px windows) under the warp found: regions only one camera shows, and other depth
-   planes, no longer pull the optimum around (`_refocus`; measured in its docstring).
+   planes, no longer pull the optimum around (`_agreement_mask`; measured in its docstring).
 
 Alternatives kept for measurement (`AutoConfig.strategy` / `.representation`; run them with
 `python bench/bench_registration.py --repeat --strategies ... --representations ...`).
@@ -55,7 +55,7 @@ The search and solver of steps 3-5 (grad-ecc/orient, the default; s/pair on one 
     gn, finest level full   (same)                 0.69 px, 84 %, 1.6 s   (same)
     gn + frame-band mask    0.57 px, 87 %, 1.0 s   0.67 px, 80 %, 1.1 s   0.07 px, 100 %, 0.3 s
                             (TNO seed 5: 74 % -> 80 %; Bosnia and barbed_wire_1/2 recovered)
-    + step 6 (the default)  0.56 px, 91 %, 1.1 s   0.58 px, 86 %, 1.4 s   0.06 px, 100 %, 0.4 s
+    + step 6 (the default)  0.56-0.67, 91 %, 1.1 s  0.58 px, 86 %, 1.4 s   0.06 px, 100 %, 0.4 s
                             (held out: TNO seed 5 0.59 px, 84 %, 1.3 s; RoadScene index % 10 == 3,
                             seed 2: 0.64 px, 91 %, 1.0 s; synthetic there at seed 4)
 
@@ -126,6 +126,9 @@ class AutoConfig:
             raise CalibrationError(f"auto: ecc must be one of {ECC_SOLVERS}, got {self.ecc!r}")
         if self.coarse_ecc < 1 or self.candidates < 1 or self.peaks_per_map < 1:
             raise CalibrationError("auto: coarse_ecc, candidates and peaks_per_map must be >= 1")
+        if not 0.0 < self.robust_keep <= 1.0 or self.robust_window < 3:
+            raise CalibrationError(f"auto: robust_keep must be in (0, 1] and robust_window >= 3 px, got "
+                                   f"{self.robust_keep!r} and {self.robust_window!r}")
 
 
 def stretch(vis_size, ir_size) -> np.ndarray:
@@ -402,9 +405,10 @@ def valid_mask(gray: np.ndarray) -> np.ndarray:
     return ok
 
 
-def _refocus(warp: np.ndarray, level, s_lv: np.ndarray, s_full: np.ndarray, ir_size, cfg: AutoConfig) -> np.ndarray:
-    """One more ECC on the finest level, on only the `robust_keep` share of it where the two
-    maps agree best locally (correlation over `robust_window` px under the current warp).
+def _agreement_mask(warp_lv: np.ndarray, level, cfg: AutoConfig) -> np.ndarray | None:
+    """uint8 mask (VIS level coords) of the `robust_keep` share of a level's valid area where
+    the two maps agree best locally (correlation over `robust_window` px under `warp_lv`, the
+    warp in that level's px); None when too little is valid. A last ECC over it is step 6.
 
     Why: plain ECC weighs every pixel, including regions that only one camera shows (LWIR
     hot spots, VIS texture and noise) and, in scenes with depth, regions on other depth planes.
@@ -415,11 +419,9 @@ def _refocus(warp: np.ndarray, level, s_lv: np.ndarray, s_full: np.ndarray, ir_s
     84 % / 83 %; 0.75: 84 % / 91 %; two rounds: 84 % / 96 %; bench/bench_registration.py).
     """
     ve, re_, vm = level
-    w_lv = _rescale(warp, s_full, s_lv)
     hi, wi = ve.shape[:2]
-    ir_in_vis = cv2.warpPerspective(re_, w_lv, (wi, hi), flags=cv2.INTER_LINEAR)
     a = ve.reshape(hi, wi, -1).astype(np.float32)
-    b = ir_in_vis.reshape(hi, wi, -1).astype(np.float32)
+    b = cv2.warpPerspective(re_, warp_lv, (wi, hi), flags=cv2.INTER_LINEAR).reshape(hi, wi, -1).astype(np.float32)
     k = (cfg.robust_window, cfg.robust_window)
     box = lambda x: cv2.boxFilter(x, -1, k)  # noqa: E731
     ma, mb = box(a), box(b)
@@ -429,14 +431,9 @@ def _refocus(warp: np.ndarray, level, s_lv: np.ndarray, s_full: np.ndarray, ir_s
     corr = cov / np.sqrt(np.maximum(va * vb, 1e-12))
     ok = vm > 0
     if ok.sum() < 100:
-        return warp
+        return None
     thr = np.quantile(corr[ok], 1.0 - cfg.robust_keep)
-    mask = (ok & (corr >= thr)).astype(np.uint8) * 255
-    res = ecc_align(re_, ve, w_lv, cfg.ecc_iters, cfg.ecc_eps, mask)
-    if res is None:
-        return warp
-    cand = _rescale(res[1], s_lv, s_full)
-    return cand if _plausible(cand, ir_size, cfg) else warp
+    return (ok & (corr >= thr)).astype(np.uint8) * 255
 
 
 def _corner_dist(a: np.ndarray, b: np.ndarray, size) -> float:
@@ -586,15 +583,18 @@ def estimate_auto(vis: np.ndarray, ir: np.ndarray, init: np.ndarray | None = Non
     while finest < top and sizes[finest][0] * sizes[finest][1] > cfg.fine_max_px:
         finest += 1
 
-    def refine(warp: np.ndarray, first: int, last: int = finest) -> tuple[float, np.ndarray]:
+    def refine(warp: np.ndarray, first: int, last: int = finest,
+               mask: np.ndarray | None = None) -> tuple[float, np.ndarray]:
         """ECC from level `first` down to `last`; (last correlation, warp at full res).
 
         A level whose ECC fails or leaves the plausible range keeps the previous warp: ECC
         on cross-modal maps can run off to a degenerate warp that correlates a small area.
+        `mask` replaces the level's own valid mask (for a single level, as step 6 does).
         """
         rho = -1.0
         for lv in range(first, last - 1, -1):
             ve, re_, vm = levels[lv]
+            vm = vm if mask is None else mask
             w_lv = _rescale(warp, scales[0], scales[lv])
             motion = cv2.MOTION_AFFINE if (lv == top and cfg.strategy == "ecc-local") else final_motion
             if cfg.ecc == "gn":
@@ -649,8 +649,10 @@ def estimate_auto(vis: np.ndarray, ir: np.ndarray, init: np.ndarray | None = Non
             done = top
         # The coarsest level only fitted an affine warp: the finest level always runs.
         _, warp = refine(warp, done - 1 if done > finest else finest)
-        if cfg.robust_keep < 1.0:
-            warp = _refocus(warp, levels[finest], scales[finest], scales[0], ir_size, cfg)
+        if cfg.robust_keep < 1.0:  # step 6: once more on the part where the maps agree
+            agree = _agreement_mask(_rescale(warp, scales[0], scales[finest]), levels[finest], cfg)
+            if agree is not None:
+                _, warp = refine(warp, finest, mask=agree)
     else:  # ecc-local
         rho, warp = refine(np.eye(3), top)
         if rho < -0.5:

@@ -272,6 +272,16 @@ def _blur_down(x: torch.Tensor) -> torch.Tensor:
     return F.avg_pool2d(x, 2, ceil_mode=True)
 
 
+def _up(x: torch.Tensor, size) -> torch.Tensor:
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+def _split(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of the latent Laplacian pyramid: (low-pass at half size, band-pass at x's size)."""
+    lo = _blur_down(x)
+    return lo, x - _up(lo, x.shape[-2:])
+
+
 def fuse_detail(a: torch.Tensor, b: torch.Tensor, levels: int = 4) -> torch.Tensor:
     """Latent Laplacian pyramid: average the base, keep the stronger detail of either input.
 
@@ -280,18 +290,21 @@ def fuse_detail(a: torch.Tensor, b: torch.Tensor, levels: int = 4) -> torch.Tens
     """
     if levels == 0 or min(a.shape[-2:]) < 4:
         return fuse_average(a, b)
-    a_lo, b_lo = _blur_down(a), _blur_down(b)
-    size = a.shape[-2:]
-    a_hi = a - F.interpolate(a_lo, size=size, mode="bilinear", align_corners=False)
-    b_hi = b - F.interpolate(b_lo, size=size, mode="bilinear", align_corners=False)
+    (a_lo, a_hi), (b_lo, b_hi) = _split(a), _split(b)
     hi = torch.where(a_hi.abs() >= b_hi.abs(), a_hi, b_hi)
-    lo = fuse_detail(a_lo, b_lo, levels - 1)
-    return F.interpolate(lo, size=size, mode="bilinear", align_corners=False) + hi
+    return _up(fuse_detail(a_lo, b_lo, levels - 1), a.shape[-2:]) + hi
 
 
 def _local_energy(x: torch.Tensor, k: int = 3) -> torch.Tensor:
     """Channel-summed squared detail, averaged over a k x k window: (B,C,H,W) -> (B,1,H,W)."""
     return F.avg_pool2d(x.pow(2).sum(1, keepdim=True), k, 1, k // 2, count_include_pad=False)
+
+
+def _soft_weight(ea: torch.Tensor, eb: torch.Tensor, power: float, mix: float) -> torch.Tensor:
+    """Weight of input a from the local detail energies: E_a^(p/2) / (E_a^(p/2) + E_b^(p/2)),
+    pulled towards 1/2 by ``mix`` < 1."""
+    ea, eb = ea.pow(power / 2), eb.pow(power / 2)
+    return 0.5 + mix * ((ea + 1e-12) / (ea + eb + 2e-12) - 0.5)
 
 
 def fuse_detail_soft(a: torch.Tensor, b: torch.Tensor, levels: int = 4, power: float = 2.0,
@@ -309,14 +322,9 @@ def fuse_detail_soft(a: torch.Tensor, b: torch.Tensor, levels: int = 4, power: f
     """
     if levels == 0 or min(a.shape[-2:]) < 4:
         return fuse_average(a, b)
-    a_lo, b_lo = _blur_down(a), _blur_down(b)
-    size = a.shape[-2:]
-    a_hi = a - F.interpolate(a_lo, size=size, mode="bilinear", align_corners=False)
-    b_hi = b - F.interpolate(b_lo, size=size, mode="bilinear", align_corners=False)
-    ea, eb = _local_energy(a_hi).pow(power / 2), _local_energy(b_hi).pow(power / 2)
-    wa = 0.5 + mix * ((ea + 1e-12) / (ea + eb + 2e-12) - 0.5)
-    lo = fuse_detail_soft(a_lo, b_lo, levels - 1, power, mix)
-    return F.interpolate(lo, size=size, mode="bilinear", align_corners=False) + wa * a_hi + (1 - wa) * b_hi
+    (a_lo, a_hi), (b_lo, b_hi) = _split(a), _split(b)
+    wa = _soft_weight(_local_energy(a_hi), _local_energy(b_hi), power, mix)
+    return _up(fuse_detail_soft(a_lo, b_lo, levels - 1, power, mix), a.shape[-2:]) + wa * a_hi + (1 - wa) * b_hi
 
 
 def _median_abs(x: torch.Tensor) -> torch.Tensor:
@@ -350,31 +358,25 @@ def fuse_detail_denoise(a: torch.Tensor, b: torch.Tensor, levels: int = 3, power
     network's precision (see LMFusionNet.forward).
     """
     his = []
-    s0 = None
     for lvl in range(levels):
         if min(a.shape[-2:]) < 4:
             break
-        a_lo, b_lo = _blur_down(a), _blur_down(b)
-        size = a.shape[-2:]
-        a_hi = a - F.interpolate(a_lo, size=size, mode="bilinear", align_corners=False)
-        b_hi = b - F.interpolate(b_lo, size=size, mode="bilinear", align_corners=False)
-        if s0 is None:
-            s0 = _median_abs(a_hi) / 0.6745                             # (B,) robust noise std
+        (a_lo, a_hi), (b_lo, b_hi) = _split(a), _split(b)
         if lvl < wiener_levels and wiener > 0:
+            if lvl == 0:
+                s0 = _median_abs(a_hi) / 0.6745                         # (B,) robust noise std
             sig2 = ((s0 / 2 ** lvl) ** 2)[:, None, None, None]           # (B, 1, 1, 1)
             a_hi = a_hi * (1 - wiener * sig2 / (_local_energy(a_hi) + 1e-12)).clamp(min=0)
-        ea_, eb_ = _local_energy(a_hi), _local_energy(b_hi)
-        ea, eb = ea_.pow(power / 2), eb_.pow(power / 2)
-        wa = 0.5 + mix * ((ea + 1e-12) / (ea + eb + 2e-12) - 0.5)
+        ea, eb = _local_energy(a_hi), _local_energy(b_hi)
+        wa = _soft_weight(ea, eb, power, mix)
         hi = wa * a_hi + (1 - wa) * b_hi
         if max_gain > 1:
-            target = wa * ea_ + (1 - wa) * eb_
-            hi = hi * (target / (_local_energy(hi) + 1e-12)).sqrt().clamp(1, max_gain)
+            hi = hi * ((wa * ea + (1 - wa) * eb) / (_local_energy(hi) + 1e-12)).sqrt().clamp(1, max_gain)
         his.append(hi)
         a, b = a_lo, b_lo
     out = base_a * a + (1 - base_a) * b
     for hi in reversed(his):
-        out = F.interpolate(out, size=hi.shape[-2:], mode="bilinear", align_corners=False) + hi
+        out = _up(out, hi.shape[-2:]) + hi
     return out
 
 

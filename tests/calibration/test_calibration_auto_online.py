@@ -51,6 +51,8 @@ def test_auto_recovers_inverted_cross_modal_pair():
 def test_auto_bad_config_is_clear():
     with pytest.raises(CalibrationError, match="strategy"):
         AutoConfig(strategy="magic")
+    with pytest.raises(CalibrationError, match="robust_keep"):
+        AutoConfig(robust_keep=0.0)
 
 
 def knocked(cal_matrix, dx=4.0, dy=-3.0, deg=0.8):
