@@ -51,8 +51,10 @@ def test_auto_recovers_inverted_cross_modal_pair():
 def test_auto_bad_config_is_clear():
     with pytest.raises(CalibrationError, match="strategy"):
         AutoConfig(strategy="magic")
-    with pytest.raises(CalibrationError, match="robust_keep"):
-        AutoConfig(robust_keep=0.0)
+    with pytest.raises(CalibrationError, match="robust_inset"):
+        AutoConfig(robust_inset=0.5)
+    with pytest.raises(CalibrationError, match="robust_rounds"):
+        AutoConfig(robust_rounds=-1)
 
 
 def knocked(cal_matrix, dx=4.0, dy=-3.0, deg=0.8):
@@ -200,3 +202,26 @@ def test_auto_is_not_dragged_by_a_white_frame_around_the_ir_image(n_shapes, seed
     ir[:10], ir[-14:], ir[:, :16], ir[:, -9:] = 255, 255, 255, 255
     cal = calibration.estimate(vis, ir, method="auto")
     assert corner_error(cal.ir_from_vis, TRUE, VIS_SIZE) < 0.5
+
+
+def test_ecc_align_weights_leave_out_a_conflicting_layer():
+    """A region that moves differently (another depth plane) pulls plain ECC off the main
+    plane's warp; weight 0 there (template coords) recovers the main warp exactly, and unit
+    weights give the unweighted answer."""
+    from calibration.auto import ecc_align
+
+    template = _blurred_scene(seed=5)
+    true = similarity(1.0, 0.0, (0, 0), (0, 0), shift=(1.5, -1.0))
+    image = cv2.warpPerspective(template, true, (320, 256), borderMode=cv2.BORDER_REFLECT)
+    other = similarity(1.0, 0.0, (0, 0), (0, 0), shift=(-2.5, 2.0)) @ true
+    layer = cv2.warpPerspective(template, other, (320, 256), borderMode=cv2.BORDER_REFLECT)
+    image[:, 160:] = layer[:, 160:]                 # the right half: a plane 4-5 px away
+    weight = np.ones((256, 320), np.float32)
+    weight[:, 150:] = 0.0                           # template coords: leave the right half out
+    plain = ecc_align(template, image, np.eye(3), iters=60, eps=1e-7)
+    ones = ecc_align(template, image, np.eye(3), iters=60, eps=1e-7, weight=np.ones_like(weight))
+    weighted = ecc_align(template, image, np.eye(3), iters=60, eps=1e-7, weight=weight)
+    assert plain is not None and ones is not None and weighted is not None
+    assert corner_error(plain[1], true, (320, 256)) > 0.5           # the other plane pulls
+    assert corner_error(ones[1], plain[1], (320, 256)) < 1e-3
+    assert corner_error(weighted[1], true, (320, 256)) < 0.05
