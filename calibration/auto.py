@@ -59,7 +59,7 @@ The search and solver of steps 3-5 (grad-ecc/orient, the default; s/pair on one 
     + hard step 6 (60 %)    0.56-0.67, 91 %, 1.1 s  0.58 px, 86 %, 1.4 s   0.06 px, 100 %, 0.4 s
                             (TNO seed 5 0.59 px, 84 %, 1.3 s; seed 9 0.59 px, 70 %; RoadScene
                             index % 10 == 3, seed 2: 0.64 px, 91 %, 1.0 s)
-    + weighted step 6       0.36 px, 91 %, 1.1 s   0.36 px, 90 %, 1.4 s   (see below)
+    + weighted step 6       0.37 px, 91 %, 1.2 s   0.36 px, 90 %, 1.5 s   0.07 px, 100 %, 0.4 s
       (the default)         (TNO seed 5 0.39 px, 92 %, 1.5 s; held out: TNO seed 9 0.43 px,
                             82 %, 1.5 s; RoadScene index % 10 == 3, seed 2: 0.27 px, 86 %, 1.2 s)
 
@@ -437,7 +437,8 @@ def _agreement_weight(warp_lv: np.ndarray, level, cfg: AutoConfig) -> np.ndarray
     seed 9 and RoadScene held out) in the module docstring: TNO 86 / 84 % -> 90 / 92 %, the
     repeat median 0.55 -> 0.36 px. A hard mask of the best-agreeing 60 % (the previous step 6)
     recovered 86 / 84 %; soft weights without the margin 92 / 82 %; with a 10 % margin 88 / 88 %;
-    power 1 or 4 (one round) 90 / 86 % and 84 / 84 %; one round instead of two 92 / 86 %.
+    power 1 or 4 (one round) 90 / 86 % and 84 / 84 %; one round instead of two 92 / 86 %; three
+    rounds 92 / 92 % but 1.6-1.7 s per pair (two keep the margin under 2 s).
     """
     ve, re_, _ = level
     hi, wi = re_.shape[:2]
