@@ -451,11 +451,10 @@ def _agreement_weight(warp_lv: np.ndarray, level, cfg: AutoConfig) -> np.ndarray
     cov = (box(a * b) - ma * mb).sum(axis=2)
     va = (box(a * a) - ma * ma).sum(axis=2)
     vb = (box(b * b) - mb * mb).sum(axis=2)
-    wgt = np.maximum(cov / np.sqrt(np.maximum(va * vb, 1e-12)), 0.0) ** cfg.robust_power
+    wgt = (np.maximum(cov / np.sqrt(np.maximum(va * vb, 1e-12)), 0.0) ** cfg.robust_power).astype(np.float32)
     dx, dy = int(round(cfg.robust_inset * wi)), int(round(cfg.robust_inset * hi))
-    inner = np.zeros_like(wgt)
-    inner[dy:hi - dy, dx:wi - dx] = 1.0
-    return (wgt * inner).astype(np.float32)
+    wgt[:dy], wgt[hi - dy:], wgt[:, :dx], wgt[:, wi - dx:] = 0.0, 0.0, 0.0, 0.0
+    return wgt
 
 
 def _corner_dist(a: np.ndarray, b: np.ndarray, size) -> float:
