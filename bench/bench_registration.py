@@ -6,6 +6,7 @@
     python bench/bench_registration.py --repeat --sets roadscene --roadscene-offset 3 --seed 2
                                      # another tenth of RoadScene, other distortions (held out)
     python bench/bench_registration.py --repeat --ecc gn opencv         # the ECC solvers compared
+    python bench/bench_registration.py --repeat --coverage --sets tno   # + the same-content reference
 
 Pairs (read-only, from ../shared/data; never copied into the repo):
 - RoadScene test split: pairs sorted by file name, every 10th (index % 10 == 0; another tenth
@@ -20,6 +21,13 @@ mean distance of the 4 VIS corners under the true and the estimated ir_from_vis,
 Reported per data set: median and 95th percentile of that error, success rate (error < 2 px),
 seconds per pair (wall clock, this machine) and CPU seconds per pair (process time: what the
 estimate costs when other jobs share the cores; with --threads 1 it is the 1-core wall time).
+
+With --repeat, "repeat" compares against the method's own estimate on the undistorted pair
+(the data sets' registration is itself off by 3-7 px; docs/calibration.md). With --coverage,
+"cov" compares against the estimate on the undistorted pair with the part of the VIS frame that
+the distortion pushed out of view blanked (no-data fill): both estimates then see the same scene
+content. Where the two columns differ, the best single homography depends on which part of the
+scene is in view (depth, lens distortion), which no homography estimator can recover from.
 """
 from __future__ import annotations
 
@@ -125,9 +133,21 @@ def random_homography(size, rng) -> np.ndarray:
 THOROUGH = dict(fine_max_px=10**9, coarse_ecc=48, peaks_per_map=5, candidates=6)
 
 
+def same_content(vis: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """The undistorted VIS with the part that the distortion g (warped_from_original) pushes out
+    of the frame set to 0, the no-data fill the method masks: the scene content the distorted
+    VIS still shows, in the undistorted geometry."""
+    h, w = vis.shape[:2]
+    inside = cv2.warpPerspective(np.full((h, w), 255, np.uint8), np.linalg.inv(g), (w, h),
+                                 flags=cv2.INTER_NEAREST)
+    out = vis.copy()
+    out[inside == 0] = 0
+    return out
+
+
 def run(strategy: str, representation: str, pairs, seed: int, repeat: bool, ecc: str = "gn",
-        reference: str = "same") -> list[tuple]:
-    """[(name, error px, wall s, repeat px, floor px, CPU s)] for one strategy.
+        reference: str = "same", coverage: bool = False) -> list[tuple]:
+    """[(name, error px, wall s, repeat px, floor px, CPU s, cov px)] for one strategy.
 
     error: vs the data set's registration composed with the known distortion.
     repeat: vs this method's own estimate on the undistorted pair composed with the same
@@ -165,7 +185,15 @@ def run(strategy: str, representation: str, pairs, seed: int, repeat: bool, ecc:
                     calib.ir_from_vis, calib0.ir_from_vis @ np.linalg.inv(g), (w, h))
             except CalibrationError:
                 rep = floor = math.inf
-        out.append((name, err, sec, rep, floor, cpu))
+        cov = math.nan
+        if coverage:
+            try:
+                calib_c = estimate_auto(same_content(vis, g), ir, init=init, config=cfg)
+                cov = math.inf if calib is None else corner_error(
+                    calib.ir_from_vis, calib_c.ir_from_vis @ np.linalg.inv(g), (w, h))
+            except CalibrationError:
+                cov = math.inf
+        out.append((name, err, sec, rep, floor, cpu, cov))
     return out
 
 
@@ -175,6 +203,7 @@ def summary(rows) -> str:
     cpu = np.array([r[5] for r in rows])
     rep = np.array([r[3] for r in rows])
     floor = np.array([r[4] for r in rows])
+    cov = np.array([r[6] for r in rows])
 
     def big(a):  # failures (inf) count as huge errors in the percentiles, not as NaN
         return np.where(np.isfinite(a) | np.isnan(a), a, 1e9)
@@ -187,6 +216,9 @@ def summary(rows) -> str:
     if not np.all(np.isnan(rep)):
         line += (f" | {px(np.median(big(rep)))} {px(np.percentile(big(rep), 95, method='higher'))} "
                  f"{100 * np.mean(rep < SUCCESS_PX):8.1f}% {px(np.median(big(floor)))}")
+    if not np.all(np.isnan(cov)):
+        line += f" | {px(np.median(big(cov)))} {px(np.percentile(big(cov), 95, method='higher'))} " \
+                f"{100 * np.mean(cov < SUCCESS_PX):8.1f}%"
     return line
 
 
@@ -205,6 +237,9 @@ def main() -> int:
     ap.add_argument("--reference", choices=["same", "thorough"], default="same",
                     help="--repeat's estimate on the undistorted pair: the same settings, or THOROUGH "
                          "(slow, full resolution, more candidates)")
+    ap.add_argument("--coverage", action="store_true",
+                    help="also estimate on the undistorted pairs cut to the distorted VIS frame's content "
+                         "(the 'cov' columns: recovery with the same scene in view)")
     ap.add_argument("--limit", type=int, default=0, help="at most this many pairs per set (0 = all)")
     ap.add_argument("--roadscene-offset", type=int, default=0, choices=range(10),
                     help="RoadScene pairs with index %% 10 == this (0 = the test split)")
@@ -231,6 +266,8 @@ def main() -> int:
     head = f"{'strategy/repr':24s} {'set':10s} {'n':>4s} {'median px':>9s} {'p95 px':>9s} {'success':>9s} {'s/pair':>8s} {'cpu s':>7s}"
     if args.repeat:
         head += f" | {'repeat px':>9s} {'rep p95':>9s} {'rep succ':>9s} {'floor px':>9s}"
+    if args.coverage:
+        head += f" | {'cov px':>9s} {'cov p95':>9s} {'cov succ':>9s}"
     print(head)
     for strategy, representation, ecc in [(s, r, e) for s in args.strategies for r in args.representations
                                           for e in args.ecc]:
@@ -238,12 +275,13 @@ def main() -> int:
         all_rows = []
         for set_name, pairs in sets.items():
             rows = run(strategy, representation, pairs, args.seed + ["roadscene", "tno", "synthetic"].index(set_name),
-                       args.repeat, ecc, args.reference)
+                       args.repeat, ecc, args.reference, args.coverage)
             all_rows += rows
             print(f"{label:24s} {set_name:10s} {summary(rows)}", flush=True)
             if args.verbose:
-                for name, err, sec, rep, floor, _ in rows:
-                    print(f"    {name:50s} {err:8.2f} px {sec:6.2f} s  repeat {rep:8.2f} floor {floor:8.2f}")
+                for name, err, sec, rep, floor, _, cov in rows:
+                    print(f"    {name:50s} {err:8.2f} px {sec:6.2f} s  repeat {rep:8.2f} floor {floor:8.2f}"
+                          + (f" cov {cov:8.2f}" if args.coverage else ""))
         if len(sets) > 1:
             print(f"{label:24s} {'all':10s} {summary(all_rows)}", flush=True)
     return 0
