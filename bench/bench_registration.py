@@ -28,6 +28,10 @@ With --repeat, "repeat" compares against the method's own estimate on the undist
 the distortion pushed out of view blanked (no-data fill): both estimates then see the same scene
 content. Where the two columns differ, the best single homography depends on which part of the
 scene is in view (depth, lens distortion), which no homography estimator can recover from.
+With --stability, `calibration.auto.stability` checks each distorted pair's answer the way a
+user can in the field (4 more estimates with 12 % of the VIS frame cut away on one side), and
+the "stable" columns give the share of pairs it passes (<= 2 px) and the success rate (repeat
+if measured, else error) on the passed and on the flagged pairs.
 """
 from __future__ import annotations
 
@@ -44,7 +48,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from calibration import CalibrationError  # noqa: E402
-from calibration.auto import ECC_SOLVERS, REPRESENTATIONS, STRATEGIES, AutoConfig, estimate_auto  # noqa: E402
+from calibration.auto import (ECC_SOLVERS, REPRESENTATIONS, STABLE_PX, STRATEGIES, AutoConfig,  # noqa: E402
+                              estimate_auto, stability)
 from calibration.geometry import corner_error  # noqa: E402
 
 DATA = REPO / ".." / "shared" / "data"
@@ -146,15 +151,18 @@ def same_content(vis: np.ndarray, g: np.ndarray) -> np.ndarray:
 
 
 def run(strategy: str, representation: str, pairs, seed: int, repeat: bool, ecc: str = "gn",
-        reference: str = "same", coverage: bool = False) -> list[tuple]:
-    """[(name, error px, wall s, repeat px, floor px, CPU s, cov px)] for one strategy.
+        reference: str = "same", coverage: bool = False, check: bool = False) -> list[tuple]:
+    """[(name, error px, wall s, repeat px, floor px, CPU s, cov px, stability px)] for one strategy.
 
     error: vs the data set's registration composed with the known distortion.
     repeat: vs this method's own estimate on the undistorted pair composed with the same
     distortion (how well the distortion itself is recovered, blind to how well the data set
     was registered). floor: the estimate on the undistorted pair vs the data set's
     registration (what the data set's own misregistration contributes). NaN unless `repeat`.
-    Every strategy sees the same distortions (same seed).
+    cov: vs the estimate on the undistorted pair showing the same scene content as the
+    distorted one (`same_content`), composed with the distortion; NaN unless `coverage`.
+    stability: the largest move of calibration.auto.stability on the distorted pair; NaN unless
+    `check`. Every strategy sees the same distortions (same seed).
     """
     rng = np.random.default_rng(seed)
     cfg = AutoConfig(strategy=strategy, representation=representation, ecc=ecc)
@@ -193,7 +201,10 @@ def run(strategy: str, representation: str, pairs, seed: int, repeat: bool, ecc:
                     calib.ir_from_vis, calib_c.ir_from_vis @ np.linalg.inv(g), (w, h))
             except CalibrationError:
                 cov = math.inf
-        out.append((name, err, sec, rep, floor, cpu, cov))
+        stab = math.nan
+        if check and calib is not None:
+            stab = max(stability(vis_w, ir, calib, init=init, config=cfg))
+        out.append((name, err, sec, rep, floor, cpu, cov, stab))
     return out
 
 
@@ -204,6 +215,7 @@ def summary(rows) -> str:
     rep = np.array([r[3] for r in rows])
     floor = np.array([r[4] for r in rows])
     cov = np.array([r[6] for r in rows])
+    stab = np.array([r[7] for r in rows])
 
     def big(a):  # failures (inf) count as huge errors in the percentiles, not as NaN
         return np.where(np.isfinite(a) | np.isnan(a), a, 1e9)
@@ -219,6 +231,13 @@ def summary(rows) -> str:
     if not np.all(np.isnan(cov)):
         line += f" | {px(np.median(big(cov)))} {px(np.percentile(big(cov), 95, method='higher'))} " \
                 f"{100 * np.mean(cov < SUCCESS_PX):8.1f}%"
+    if not np.all(np.isnan(stab)):
+        ok = (rep if not np.all(np.isnan(rep)) else errs) < SUCCESS_PX
+        passed = stab <= STABLE_PX  # NaN (no estimate at all) counts as flagged
+
+        def rate(sel):
+            return f"{100 * np.mean(ok[sel]):6.1f}% ({int(ok[sel].sum())}/{int(sel.sum())})" if sel.any() else "-"
+        line += f" | {100 * np.mean(passed):7.1f}% {rate(passed):>16s} {rate(~passed):>16s}"
     return line
 
 
@@ -240,6 +259,9 @@ def main() -> int:
     ap.add_argument("--coverage", action="store_true",
                     help="also estimate on the undistorted pairs cut to the distorted VIS frame's content "
                          "(the 'cov' columns: recovery with the same scene in view)")
+    ap.add_argument("--stability", action="store_true",
+                    help="also run calibration.auto.stability on every distorted pair (4 more estimates): "
+                         "the share it passes and the success rate on passed / flagged pairs")
     ap.add_argument("--limit", type=int, default=0, help="at most this many pairs per set (0 = all)")
     ap.add_argument("--roadscene-offset", type=int, default=0, choices=range(10),
                     help="RoadScene pairs with index %% 10 == this (0 = the test split)")
@@ -268,6 +290,8 @@ def main() -> int:
         head += f" | {'repeat px':>9s} {'rep p95':>9s} {'rep succ':>9s} {'floor px':>9s}"
     if args.coverage:
         head += f" | {'cov px':>9s} {'cov p95':>9s} {'cov succ':>9s}"
+    if args.stability:
+        head += f" | {'stable':>8s} {'succ if stable':>16s} {'succ if flagged':>16s}"
     print(head)
     for strategy, representation, ecc in [(s, r, e) for s in args.strategies for r in args.representations
                                           for e in args.ecc]:
@@ -275,13 +299,14 @@ def main() -> int:
         all_rows = []
         for set_name, pairs in sets.items():
             rows = run(strategy, representation, pairs, args.seed + ["roadscene", "tno", "synthetic"].index(set_name),
-                       args.repeat, ecc, args.reference, args.coverage)
+                       args.repeat, ecc, args.reference, args.coverage, args.stability)
             all_rows += rows
             print(f"{label:24s} {set_name:10s} {summary(rows)}", flush=True)
             if args.verbose:
-                for name, err, sec, rep, floor, _, cov in rows:
+                for name, err, sec, rep, floor, _, cov, stab in rows:
                     print(f"    {name:50s} {err:8.2f} px {sec:6.2f} s  repeat {rep:8.2f} floor {floor:8.2f}"
-                          + (f" cov {cov:8.2f}" if args.coverage else ""))
+                          + (f" cov {cov:8.2f}" if args.coverage else "")
+                          + (f" stability {stab:8.2f}" if args.stability else ""))
         if len(sets) > 1:
             print(f"{label:24s} {'all':10s} {summary(all_rows)}", flush=True)
     return 0

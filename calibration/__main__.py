@@ -5,9 +5,12 @@
     python -m calibration target --vis vis_*.png --ir ir_*.png --pattern chessboard --grid 9x6 --out cal.yaml
     python -m calibration target --synthetic 8 --out configs/calibration/demo.yaml   # the demo rig
     python -m calibration auto --vis vis.png --ir ir.png --out cal.yaml
+    python -m calibration auto --vis vis.png --ir ir.png --out cal.yaml --stability   # + self-check
     python -m calibration check --calib cal.yaml --vis vis.png --ir ir.png --out check.png
 
-Exit status 0 on success, 2 with a one-line reason on bad input or a failed fit.
+Exit status 0 on success, 2 with a one-line reason on bad input or a failed fit, 3 after
+`auto --stability` when the answer moves by more than 2 px with part of the scene out of view
+(the file is written; the warning says what to do).
 """
 from __future__ import annotations
 
@@ -99,11 +102,23 @@ def cmd_target(args) -> int:
 
 
 def cmd_auto(args) -> int:
-    from .auto import AutoConfig, estimate_auto
+    from .auto import STABLE_PX, AutoConfig, estimate_auto, stability
     vis, ir = _read(args.vis, gray=False), _read(args.ir, gray=True)
     init = load(args.init).ir_from_vis if args.init else None
-    calib = estimate_auto(vis, ir, init=init, config=AutoConfig(model=args.model))
+    cfg = AutoConfig(model=args.model)
+    calib = estimate_auto(vis, ir, init=init, config=cfg)
     print(_summary(calib, calib.save(args.out)))
+    if args.stability:
+        moves = stability(vis, ir, calib, init=init, config=cfg)
+        worst = max(moves)
+        print("stability: with 12 % of the VIS frame left out on the left/right/top/bottom the answer moves "
+              + " / ".join(f"{m:.2f}" for m in moves) + f" px (largest {worst:.2f} px)")
+        if not worst <= STABLE_PX:
+            print(f"warning: {args.vis} + {args.ir}: the answer moves by more than {STABLE_PX:g} px with the view "
+                  "(depth, lens distortion, or too little structure both cameras see): check it with "
+                  "`python -m calibration check`, use a scene with structure across the frame at the working "
+                  "distance, or a target", file=sys.stderr)
+            return 3
     return 0
 
 
@@ -158,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ir", required=True)
     p.add_argument("--init", help="a calibration file to start from (default: stretch VIS onto IR)")
     p.add_argument("--model", choices=["homography", "affine"], default="homography")
+    p.add_argument("--stability", action="store_true",
+                   help="also check how far the answer moves with part of the scene out of view (4 more "
+                        "estimates); exit status 3 (the file is still written) when more than 2 px")
     p.add_argument("--out", required=True)
     p.set_defaults(fn=cmd_auto)
 

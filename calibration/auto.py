@@ -80,7 +80,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .geometry import Calibration, CalibrationError, apply, corners, today
+from .geometry import Calibration, CalibrationError, apply, corner_error, corners, today
 from .score import alignment_score
 from .target import to_gray
 
@@ -690,5 +690,42 @@ def estimate_auto(vis: np.ndarray, ir: np.ndarray, init: np.ndarray | None = Non
                        date=today())
 
 
-__all__ = ["AutoConfig", "ECC_SOLVERS", "REPRESENTATIONS", "STRATEGIES", "ecc_align", "edge_map", "estimate_auto",
-           "stretch", "valid_mask"]
+STABLE_PX = 2.0  # stability() above this: the scene does not pin down one geometry to 2 px
+
+
+def stability(vis: np.ndarray, ir: np.ndarray, calib: Calibration, init: np.ndarray | None = None,
+              config: AutoConfig | None = None, cut: float = 0.12) -> list[float]:
+    """How far the answer moves when part of the scene is out of view: a self-check of `calib`
+    (an estimate_auto result for this pair) that needs no ground truth.
+
+    The pair is estimated 4 more times, with `cut` (12 %) of the VIS frame blanked along the
+    left, right, top and bottom edge (the no-data fill the method masks), from the same `init`.
+    Returns the 4 mean corner distances (IR px) to `calib`. Above STABLE_PX (2 px): no single
+    homography fits the whole scene (depth, lens distortion) or the two cameras share too
+    little structure to pin one down, and a different view of the same site would give a
+    different answer; check the overlay (`python -m calibration check`), calibrate on a scene
+    with structure across the frame at the working distance, or use a target.
+
+    How well it separates good answers from bad ones on real pairs: bench/bench_registration.py
+    --stability, numbers in docs/calibration.md. Costs 4 estimates.
+    """
+    if not 0.0 < cut < 0.5:
+        raise CalibrationError(f"stability: cut must be in (0, 0.5), got {cut!r}")
+    h, w = vis.shape[:2]
+    dx, dy = max(1, int(round(cut * w))), max(1, int(round(cut * h)))
+    sides = [(slice(None), slice(0, dx)), (slice(None), slice(w - dx, w)),
+             (slice(0, dy), slice(None)), (slice(h - dy, h), slice(None))]
+    out = []
+    for rows, cols in sides:
+        part = vis.copy()
+        part[rows, cols] = 0
+        try:
+            other = estimate_auto(part, ir, init=init, config=config).ir_from_vis
+            out.append(corner_error(other, calib.ir_from_vis, calib.vis_size))
+        except CalibrationError:
+            out.append(math.inf)  # no answer at all without that part of the scene
+    return out
+
+
+__all__ = ["AutoConfig", "ECC_SOLVERS", "REPRESENTATIONS", "STABLE_PX", "STRATEGIES", "ecc_align", "edge_map",
+           "estimate_auto", "stability", "stretch", "valid_mask"]

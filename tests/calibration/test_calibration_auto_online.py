@@ -225,3 +225,27 @@ def test_ecc_align_weights_leave_out_a_conflicting_layer():
     assert corner_error(plain[1], true, (320, 256)) > 0.5           # the other plane pulls
     assert corner_error(ones[1], plain[1], (320, 256)) < 1e-3
     assert corner_error(weighted[1], true, (320, 256)) < 0.05
+
+
+def _two_plane_pair(step_px=6.0):
+    """make_pair(TRUE), but the right half of the IR frame shows the scene 6 px further right:
+    a depth step, which no single homography fits."""
+    vis, ir = make_pair(TRUE)
+    _, ir_far = make_pair(similarity(1.0, 0.0, (0, 0), (0, 0), shift=(step_px, 0)) @ TRUE)
+    ir[:, IR_SIZE[0] // 2:] = ir_far[:, IR_SIZE[0] // 2:]
+    return vis, ir
+
+
+def test_stability_passes_a_planar_pair_and_flags_a_depth_step():
+    from calibration.auto import STABLE_PX, stability
+    vis, ir = make_pair(TRUE)
+    cal = calibration.estimate(vis, ir, method="auto")
+    moves = stability(vis, ir, cal)
+    assert len(moves) == 4 and max(moves) < 0.5  # one homography: the view does not matter
+    vis2, ir2 = _two_plane_pair()
+    cal2 = calibration.estimate(vis2, ir2, method="auto")
+    moves2 = stability(vis2, ir2, cal2)
+    # Leaving out the left side (one plane) moves the answer towards the other plane.
+    assert max(moves2) > 2 * STABLE_PX
+    with pytest.raises(CalibrationError, match="cut"):
+        stability(vis, ir, cal, cut=0.6)

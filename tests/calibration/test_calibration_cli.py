@@ -52,3 +52,30 @@ def test_check_command_writes_checker_and_overlay_images(tmp_path):
     # Tile row 0, column 1 is IR; tile (0, 0) is warped VIS (the inverted scene): they differ.
     np.testing.assert_array_equal(checker[8:24, 40:56], ir[8:24, 40:56])
     assert np.abs(checker[8:24, 8:24] - ir[8:24, 8:24]).mean() > 20
+
+
+def test_auto_stability_flags_a_depth_step_but_still_writes_the_file(tmp_path, capsys):
+    from test_calibration_auto_online import _two_plane_pair
+    vis, ir = _two_plane_pair()
+    cv2.imwrite(str(tmp_path / "vis.png"), vis)
+    cv2.imwrite(str(tmp_path / "ir.png"), ir)
+    out = tmp_path / "cal.yaml"
+    rc = main(["auto", "--vis", str(tmp_path / "vis.png"), "--ir", str(tmp_path / "ir.png"), "--out", str(out),
+               "--stability"])
+    cap = capsys.readouterr()
+    assert rc == 3
+    assert "stability:" in cap.out and "largest" in cap.out
+    assert cap.err.startswith("warning:") and "vis.png" in cap.err and cap.err.count("\n") == 1
+    assert calibration.load(out).vis_size == (640, 480)  # the answer is kept for the user to check
+
+
+def test_auto_stability_passes_a_planar_pair(tmp_path, capsys):
+    from test_calibration_auto_online import TRUE as TRUE_AUTO, make_pair
+    vis, ir = make_pair(TRUE_AUTO)
+    cv2.imwrite(str(tmp_path / "vis.png"), vis)
+    cv2.imwrite(str(tmp_path / "ir.png"), ir)
+    rc = main(["auto", "--vis", str(tmp_path / "vis.png"), "--ir", str(tmp_path / "ir.png"),
+               "--out", str(tmp_path / "cal.yaml"), "--stability"])
+    cap = capsys.readouterr()
+    assert rc == 0 and "stability:" in cap.out and cap.err == ""
+    assert corner_error(calibration.load(tmp_path / "cal.yaml").ir_from_vis, TRUE_AUTO, (640, 480)) < 1.0
