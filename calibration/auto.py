@@ -32,6 +32,12 @@ The chosen method ("grad-ecc" with "orient" maps, the default of `estimate(metho
    coords, less a 6 % margin of the IR frame): regions only one camera shows, and other depth
    planes, no longer pull the optimum around (`_agreement_weight`; measured in its docstring).
 
+Self-check (`stability`, `python -m calibration auto --stability`): the same estimate with 12 %
+of the VIS frame left out on each side in turn; an answer that moves by more than 2 px depends
+on which part of the scene is in view (depth, lens distortion, little shared structure). On
+TNO (4 seeds) the pairs it passes recovered a known distortion within 2 px 97 % of the time,
+the flagged ones 81 %, and every gross miss was flagged (docs/calibration.md).
+
 Alternatives kept for measurement (`AutoConfig.strategy` / `.representation`; run them with
 `python bench/bench_registration.py --repeat --strategies ... --representations ...`).
 Measured with seed 0 on the RoadScene test split (23 pairs) / TNO (50 scenes) / the synthetic
