@@ -374,7 +374,10 @@ def edge_map(img: np.ndarray, cfg: AutoConfig) -> np.ndarray:
     g = cv2.GaussianBlur(img, (0, 0), cfg.sigma_px) if cfg.sigma_px > 0 else img
     dx = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3) * 0.125
     dy = cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3) * 0.125
-    mag = cv2.magnitude(dx, dy)
+    # Not cv2.magnitude: its SIMD square root rounds the last bit differently depending on
+    # where the buffers happen to sit in memory, so the same pair gave a (slightly) different
+    # answer on a second call in the same process. numpy's sqrt is correctly rounded.
+    mag = np.sqrt(dx * dx + dy * dy)
     if cfg.representation == "grad":
         return mag
     norm = mag / (cv2.GaussianBlur(mag, (0, 0), cfg.norm_sigma_px) + 1.0)

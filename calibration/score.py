@@ -22,7 +22,8 @@ def gradient_magnitude(gray: np.ndarray, sigma: float = 1.0) -> np.ndarray:
         g = cv2.GaussianBlur(g, (0, 0), sigma)
     dx = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3)
     dy = cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3)
-    return cv2.magnitude(dx, dy) * 0.125  # the 3x3 Sobel has gain 8: now gray levels per px
+    # np.sqrt, not cv2.magnitude, whose result depends on buffer alignment in the last bit (auto.edge_map)
+    return np.sqrt(dx * dx + dy * dy) * 0.125  # the 3x3 Sobel has gain 8: now gray levels per px
 
 
 def ncc(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:

@@ -249,3 +249,21 @@ def test_stability_passes_a_planar_pair_and_flags_a_depth_step():
     assert max(moves2) > 2 * STABLE_PX
     with pytest.raises(CalibrationError, match="cut"):
         stability(vis, ir, cal, cut=0.6)
+
+
+def test_structure_maps_are_the_same_wherever_the_buffers_sit():
+    """The same pair must give the same calibration file on every call, not only in a fresh
+    process: cv2.magnitude rounded its last bit differently with the buffers' alignment, and
+    ECC's stop decisions turned that into answers up to ~0.07 px apart."""
+    from calibration.auto import edge_map
+    from calibration.score import gradient_magnitude
+    rng = np.random.default_rng(0)
+    cfg = AutoConfig()
+    held = []
+    for shape in [(40, 60), (64, 100), (106, 160), (165, 250)]:  # every pyramid level size class
+        img = cv2.GaussianBlur(rng.uniform(0, 255, shape).astype(np.float32), (0, 0), 2)
+        ref, ref_g = edge_map(img, cfg), gradient_magnitude(img)
+        for k in range(48):
+            held.append(np.empty(k * 37 + 1, np.uint8))  # move where the next buffers are allocated
+            assert np.array_equal(edge_map(img, cfg), ref), (shape, k)
+            assert np.array_equal(gradient_magnitude(img), ref_g), (shape, k)
