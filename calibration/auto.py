@@ -35,8 +35,8 @@ The chosen method ("grad-ecc" with "orient" maps, the default of `estimate(metho
 Self-check (`stability`, `python -m calibration auto --stability`): the same estimate with 12 %
 of the VIS frame left out on each side in turn; an answer that moves by more than 2 px depends
 on which part of the scene is in view (depth, lens distortion, little shared structure). On
-TNO (4 seeds) the pairs it passes recovered a known distortion within 2 px 97 % of the time,
-the flagged ones 81 %, and every gross miss was flagged (docs/calibration.md).
+TNO (4 seeds) the pairs it passes recovered a known distortion within 2 px 98 % of the time,
+the flagged ones 82 %, and every gross miss was flagged (docs/calibration.md).
 
 Alternatives kept for measurement (`AutoConfig.strategy` / `.representation`; run them with
 `python bench/bench_registration.py --repeat --strategies ... --representations ...`).
