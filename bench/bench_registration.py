@@ -138,6 +138,14 @@ def random_homography(size, rng) -> np.ndarray:
 THOROUGH = dict(fine_max_px=10**9, coarse_ecc=48, peaks_per_map=5, candidates=6)
 
 
+SETS = ("roadscene", "tno", "synthetic")
+
+
+def set_seed(seed: int, set_name: str) -> int:
+    """The rng seed of one set's distortions under --seed: each set draws its own sequence."""
+    return seed + SETS.index(set_name)
+
+
 def same_content(vis: np.ndarray, g: np.ndarray) -> np.ndarray:
     """The undistorted VIS with the part that the distortion g (warped_from_original) pushes out
     of the frame set to 0, the no-data fill the method masks: the scene content the distorted
@@ -249,8 +257,8 @@ def main() -> int:
     ap.add_argument("--ecc", nargs="+", default=[AutoConfig.ecc], choices=ECC_SOLVERS,
                     help="ECC solver on the homography levels (see calibration/auto.py)")
     ap.add_argument("--data", type=Path, default=DATA, help="the shared data folder")
-    ap.add_argument("--sets", nargs="+", default=["roadscene", "tno", "synthetic"],
-                    choices=["roadscene", "tno", "synthetic"])
+    ap.add_argument("--sets", nargs="+", default=list(SETS),
+                    choices=list(SETS))
     ap.add_argument("--repeat", action="store_true",
                     help="also estimate on the undistorted pairs: repeatability and data-set floor")
     ap.add_argument("--reference", choices=["same", "thorough"], default="same",
@@ -298,7 +306,7 @@ def main() -> int:
         label = f"{strategy}/{representation}" + (f"/{ecc}" if len(args.ecc) > 1 else "")
         all_rows = []
         for set_name, pairs in sets.items():
-            rows = run(strategy, representation, pairs, args.seed + ["roadscene", "tno", "synthetic"].index(set_name),
+            rows = run(strategy, representation, pairs, set_seed(args.seed, set_name),
                        args.repeat, ecc, args.reference, args.coverage, args.stability)
             all_rows += rows
             print(f"{label:24s} {set_name:10s} {summary(rows)}", flush=True)

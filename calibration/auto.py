@@ -470,12 +470,6 @@ def _agreement_weight(warp_lv: np.ndarray, level, cfg: AutoConfig) -> np.ndarray
     return wgt
 
 
-def _corner_dist(a: np.ndarray, b: np.ndarray, size) -> float:
-    """Mean distance (px) between where two warps put the corners of a (w, h) frame."""
-    c = corners(size)
-    return float(np.mean(np.linalg.norm(apply(a, c) - apply(b, c), axis=1)))
-
-
 def _plausible(warp: np.ndarray, size, cfg: AutoConfig) -> bool:
     """Is a residual warp (IR -> vis0 coords) within 1.5x the searched range?
 
@@ -665,7 +659,7 @@ def estimate_auto(vis: np.ndarray, ir: np.ndarray, init: np.ndarray | None = Non
             full = _rescale(res[1], scales[top], scales[0])
             # Candidates that converged to the same place (within 2 coarse px) count once.
             if _plausible(full, ir_size, cfg) and all(
-                    _corner_dist(full, o, ir_size) > tol for _, o in starts):
+                    corner_error(full, o, ir_size) > tol for _, o in starts):
                 starts.append((res[0], full))
         if not starts:
             raise CalibrationError("auto: no coarse candidate converged (images share too little structure)")
