@@ -257,8 +257,7 @@ def main() -> int:
     ap.add_argument("--ecc", nargs="+", default=[AutoConfig.ecc], choices=ECC_SOLVERS,
                     help="ECC solver on the homography levels (see calibration/auto.py)")
     ap.add_argument("--data", type=Path, default=DATA, help="the shared data folder")
-    ap.add_argument("--sets", nargs="+", default=list(SETS),
-                    choices=list(SETS))
+    ap.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
     ap.add_argument("--repeat", action="store_true",
                     help="also estimate on the undistorted pairs: repeatability and data-set floor")
     ap.add_argument("--reference", choices=["same", "thorough"], default="same",
