@@ -42,7 +42,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--output", metavar="DIR", help="recording directory (recorder.out_dir; image dumps go to DIR/dump)")
     p.add_argument("--duration", metavar="S", type=float, help="stop after S seconds of streaming (0 = no limit)")
     p.add_argument("--max-frames", metavar="N", type=int, help="stop after N fused frames (0 = no limit)")
-    p.add_argument("--device", choices=("cpu", "cuda"), help="fusion device (fusion.device)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"),
+                   help="fusion device (fusion.device; auto = CUDA if torch sees a GPU, else CPU)")
     p.add_argument("--fuser", choices=("lmfusion", "laplacian", "average"), help="fusion.fuser")
     p.add_argument("--only", metavar="STAGE[,STAGE]",
                    help=f"run only these stages ({', '.join(NODES)}); endpoints then come from the config")

@@ -108,6 +108,9 @@ def status_line(elapsed_s: float, views: dict[str, NodeView], latency_node: str)
     parts.append(f"lat p50 {_ms(p50)} p99 {_ms(p99)}")
     parts.append(f"drops {drops}")
     parts.append(f"queued {depth}")
+    # A stage that is not yet doing its work says why (registration: "calibrating: ...").
+    parts += [f"{name}: {v.last['stage']['waiting']}" for name, v in views.items()
+              if isinstance(v.last.get("stage"), dict) and v.last["stage"].get("waiting")]
     return f"[{elapsed_s:6.1f}s] " + " | ".join(parts)
 
 
@@ -118,7 +121,7 @@ def summary_table(views: dict[str, NodeView], latency_node: str, elapsed_s: floa
         m = v.last
         notes = []
         st = m.get("stage") or {}
-        for key in ("fuser", "mean_batch", "pairs", "unmatched_vis", "unmatched_ir", "skew_ms_mean_abs", "skew_ms_max_abs",
+        for key in ("fuser", "choice", "mean_batch", "pairs", "unmatched_vis", "unmatched_ir", "skew_ms_mean_abs", "skew_ms_max_abs",
                     "reconnects", "drops", "frames_written", "files"):
             if key in st and st[key] not in (None, [], ""):
                 val = st[key]

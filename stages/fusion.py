@@ -19,6 +19,7 @@ it to that pair's recorder. The runner gathers up to `max_batch` pairs, waiting 
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Callable, Literal
@@ -36,20 +37,26 @@ class FusionError(RuntimeError):
     """The configured fuser cannot run (missing weights, bad input); one line, names the key."""
 
 
+AUTO = "auto"
+
+
 @dataclass
 class FusionConfig:
     fuser: Literal["lmfusion", "laplacian", "average"] = "laplacian"  # which fuser runs
     fallback: Literal["none", "laplacian", "average"] = "none"  # used (with a warning) if lmfusion cannot load
-    device: Literal["cpu", "cuda"] = "cpu"          # lmfusion only
+    # lmfusion only: "auto" (the default of the next five keys) picks for the machine the stage runs
+    # on (resolve_auto): CUDA if torch sees a GPU, else the CPU. An explicit value always wins.
+    device: Literal["auto", "cpu", "cuda"] = AUTO
     weights_dir: str = "weights"                    # lmfusion only: directory of shipped weights
-    precision: Literal["fp32", "fp16"] = "fp32"     # lmfusion only; fp16 needs cuda
-    engine: Literal["torch", "onnxruntime"] = "torch"  # lmfusion only
-    model: Literal["default", "paper", "fast"] = "default"  # lmfusion only: which shipped weights file
+    precision: Literal["auto", "fp32", "fp16"] = AUTO   # auto: fp16 on CUDA, fp32 on the CPU
+    engine: Literal["auto", "torch", "onnxruntime"] = AUTO  # auto: torch (CUDA streams) on CUDA, onnxruntime on the CPU
+    model: Literal["auto", "default", "paper", "fast"] = AUTO  # auto: default on CUDA, fast on the CPU
                                                     # (fast: distilled CPU real-time option)
-    resolution_scale: int = 1                       # lmfusion only: 2 = network at half resolution, detail
-                                                    # added back (the CPU real-time option); 1 = full
+    resolution_scale: int | Literal["auto"] = AUTO  # 2 = network at half resolution, detail added back
+                                                    # (the CPU real-time option); 1 = full; auto: 1 on CUDA, 2 on the CPU
     threads: int = 0                                # lmfusion only: inference threads (onnxruntime intra-op,
                                                     # torch set_num_threads); 0 = the engine's default
+                                                    # (engine auto on a CPU: 1, the other core captures/encodes)
     strategy: str = ""                              # lmfusion latent fusion strategy; "" = the weights' own
     laplacian_levels: int = 4                       # laplacian only: pyramid levels (count)
     max_batch: int = 1                              # pairs (of any camera pair) fused in one call (count)
@@ -63,28 +70,80 @@ class FusionConfig:
             raise ValueError(f"max_batch: must be in 1..64, got {self.max_batch}")
         if not 0 <= self.max_wait_ms <= 10_000:
             raise ValueError(f"max_wait_ms: must be in 0..10000 ms, got {self.max_wait_ms}")
-        if self.resolution_scale not in (1, 2, 4):
-            raise ValueError(f"resolution_scale: must be 1, 2 or 4, got {self.resolution_scale}")
+        if self.resolution_scale not in (1, 2, 4, AUTO):
+            raise ValueError(f"resolution_scale: must be 1, 2, 4 or auto, got {self.resolution_scale!r}")
         if not 0 <= self.threads <= 256:
             raise ValueError(f"threads: must be in 0..256 (0 = the engine's default), got {self.threads}")
-        if self.precision == "fp16" and self.device != "cuda":
+        if self.precision == "fp16" and self.device == "cpu":
             raise ValueError("precision: fp16 needs device: cuda")
 
     def engine_options(self) -> dict:
-        """What ``lmfusion.load(engine_options=...)`` gets from this section."""
+        """What ``lmfusion.load(engine_options=...)`` gets from this (resolved) section."""
         opts: dict = {}
-        if self.resolution_scale != 1:
+        if self.resolution_scale not in (1, AUTO):
             opts["resolution_scale"] = self.resolution_scale
         if self.threads and self.engine == "onnxruntime":
             opts["threads"] = self.threads
         return opts
 
 
+# What "auto" means per device: the full model in fp16 on a GPU; on a CPU the real-time option,
+# the distilled `fast` model at half resolution on ONNX Runtime, one intra-op thread
+# (docs/inference.md, "The CPU real-time option").
+AUTO_CHOICES = {
+    "cuda": {"model": "default", "engine": "torch", "precision": "fp16", "resolution_scale": 1},
+    "cpu": {"model": "fast", "engine": "onnxruntime", "precision": "fp32", "resolution_scale": 2},
+}
+AUTO_CPU_THREADS = 1
+
+
+def cuda_available() -> bool:
+    """True when torch is importable and sees a CUDA device."""
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def resolve_auto(cfg: FusionConfig, has_cuda: bool) -> tuple[FusionConfig, str]:
+    """(the section with every "auto" replaced, one line saying what was chosen and why).
+
+    Explicit values are kept as they are; ``has_cuda`` is what the machine offers (cuda_available()).
+    Raises FusionError when an explicit value cannot run with the chosen device (fp16 on a CPU)."""
+    keys = ("device", "model", "engine", "precision", "resolution_scale")
+    auto = [k for k in keys if getattr(cfg, k) == AUTO]
+    if cfg.device == AUTO:
+        device = "cuda" if has_cuda else "cpu"
+        why = "torch sees a CUDA device" if has_cuda else "torch sees no CUDA device"
+    else:
+        device, why = cfg.device, "fusion.device set"
+    pick = {k: AUTO_CHOICES[device][k] for k in auto if k != "device"}
+    threads = cfg.threads
+    if device == "cpu" and cfg.engine == AUTO and not threads:
+        threads = AUTO_CPU_THREADS
+    if cfg.precision == "fp16" and device != "cuda":
+        raise FusionError(f"fusion.precision: fp16 needs CUDA, but device is {device} ({why}); "
+                          f"set fusion.precision: fp32 or auto")
+    res = dataclasses.replace(cfg, device=device, threads=threads, **pick)
+    scale = f" at 1/{res.resolution_scale} resolution" if res.resolution_scale != 1 else ""
+    thr = f", {res.threads} thread{'s' if res.threads > 1 else ''}" if res.threads else ""
+    what = f"{device}: model {res.model}{scale} on {res.engine} {res.precision}{thr}"
+    if not auto:
+        return res, f"{what} (all set in fusion)"
+    kind = "the full model on the GPU" if device == "cuda" else "the CPU real-time option"
+    explicit = [k for k in keys if k not in auto]
+    tail = f"; set: {', '.join(explicit)}" if explicit else ""
+    return res, f"{what} ({why}; auto: {', '.join(auto)} -> {kind}{tail})"
+
+
 class FusionStage:
     """Wraps the configured fuser. See the module docstring."""
 
-    def __init__(self, config: FusionConfig):
+    def __init__(self, config: FusionConfig, has_cuda: Callable[[], bool] = cuda_available):
         self.config = config
+        self._has_cuda = has_cuda          # injectable: tests choose the machine
+        self.choice = ""                   # lmfusion: what resolve_auto chose and why (one line)
         self.fuser_name = ""
         self._fuse_batch: Callable[[list, list], list] | None = None
         self.counts = {"fused": 0, "batches": 0, "fuse_calls": 0, "max_batch_seen": 0}
@@ -93,6 +152,8 @@ class FusionStage:
     def start(self) -> None:
         cfg = self.config
         if cfg.fuser == "lmfusion":
+            cfg, self.choice = resolve_auto(cfg, self._has_cuda())
+            log.info("fusion: %s", self.choice)
             try:
                 import lmfusion
                 if cfg.threads and cfg.engine == "torch":
@@ -133,7 +194,10 @@ class FusionStage:
         mean size, fuser calls (one per frame size in a batch), fused pairs per stream."""
         c = self.counts
         mean = round(c["fused"] / c["batches"], 2) if c["batches"] and self.config.max_batch > 1 else None
-        return {**c, "mean_batch": mean, "per_stream": dict(self.per_stream), "fuser": self.fuser_name}
+        out = {**c, "mean_batch": mean, "per_stream": dict(self.per_stream), "fuser": self.fuser_name}
+        if self.choice:
+            out["choice"] = self.choice
+        return out
 
     def process(self, packet: Packet) -> Packet | None:
         """Pair packet -> fused packet; EOS is forwarded."""

@@ -76,7 +76,8 @@ def test_lmfusion_runs_when_weights_exist(tmp_path):
     from lmfusion.weights import save_model
     torch.manual_seed(0)
     save_model(LMFusionNet(preset("default")), tmp_path / "lmfusion.safetensors", {"note": "untrained, test"})
-    st = FusionStage(FusionConfig(fuser="lmfusion", weights_dir=str(tmp_path)))
+    st = FusionStage(FusionConfig(fuser="lmfusion", weights_dir=str(tmp_path), model="default",
+                                  engine="torch", resolution_scale=1))
     st.start()
     out = st.process_batch([pair(0), pair(1)])
     assert [p.meta["fuser"] for p in out] == ["lmfusion", "lmfusion"]
@@ -117,9 +118,74 @@ def test_fast_model_at_half_resolution_loads_as_configured(tmp_path):
     from lmfusion.weights import save_model
     torch.manual_seed(0)
     save_model(LMFusionNet(preset("fast")), tmp_path / "lmfusion_fast.safetensors", {"note": "untrained, test"})
-    st = FusionStage(FusionConfig(fuser="lmfusion", weights_dir=str(tmp_path), model="fast", resolution_scale=2))
+    st = FusionStage(FusionConfig(fuser="lmfusion", weights_dir=str(tmp_path), model="fast", resolution_scale=2,
+                                  engine="torch"))
     st.start()
     out = st.process_batch([pair(0, h=128, w=160), pair(1, h=128, w=160)])   # LMF needs > 8 px at 1/8
     assert [p.meta["fuser"] for p in out] == ["lmfusion", "lmfusion"]
     assert out[0].buffers["fused"].shape == (128, 160, 3)
     assert st._fuse_batch.__self__.engine.name == "torch@1/2"
+
+
+def test_auto_on_a_cpu_machine_picks_the_cpu_real_time_option():
+    from stages.fusion import resolve_auto
+    cfg, why = resolve_auto(FusionConfig(fuser="lmfusion"), has_cuda=False)
+    assert (cfg.device, cfg.model, cfg.engine, cfg.precision, cfg.resolution_scale, cfg.threads) == \
+        ("cpu", "fast", "onnxruntime", "fp32", 2, 1)
+    assert "torch sees no CUDA device" in why and "CPU real-time option" in why and "\n" not in why
+    assert cfg.engine_options() == {"resolution_scale": 2, "threads": 1}
+
+
+def test_auto_on_a_cuda_machine_picks_the_full_model_in_fp16():
+    from stages.fusion import resolve_auto
+    cfg, why = resolve_auto(FusionConfig(fuser="lmfusion", threads=0), has_cuda=True)
+    assert (cfg.device, cfg.model, cfg.engine, cfg.precision, cfg.resolution_scale, cfg.threads) == \
+        ("cuda", "default", "torch", "fp16", 1, 0)
+    assert "torch sees a CUDA device" in why and "full model on the GPU" in why
+    assert cfg.engine_options() == {}
+
+
+def test_explicit_values_win_over_auto():
+    from stages.fusion import resolve_auto
+    cfg, why = resolve_auto(FusionConfig(fuser="lmfusion", model="paper", threads=2), has_cuda=False)
+    assert (cfg.device, cfg.model, cfg.engine, cfg.resolution_scale, cfg.threads) == ("cpu", "paper", "onnxruntime", 2, 2)
+    assert "set: model" in why
+    # device cpu on a GPU machine: the CPU choices, because the device was asked for
+    cfg, why = resolve_auto(FusionConfig(fuser="lmfusion", device="cpu"), has_cuda=True)
+    assert (cfg.device, cfg.model, cfg.engine) == ("cpu", "fast", "onnxruntime") and "fusion.device set" in why
+    cfg, why = resolve_auto(FusionConfig(fuser="lmfusion", device="cpu", model="default", engine="torch",
+                                         precision="fp32", resolution_scale=1), has_cuda=True)
+    assert (cfg.model, cfg.engine, cfg.resolution_scale, cfg.threads) == ("default", "torch", 1, 0)
+    assert why.endswith("(all set in fusion)")
+
+
+def test_fp16_asked_for_on_a_machine_without_cuda_names_the_key():
+    from stages.fusion import resolve_auto
+    with pytest.raises(FusionError, match="fusion.precision: fp16 needs CUDA.*torch sees no CUDA device"):
+        resolve_auto(FusionConfig(fuser="lmfusion", precision="fp16"), has_cuda=False)
+
+
+def test_resolution_scale_takes_auto_or_a_factor():
+    from pipeline.config import ConfigError, build
+    assert build(FusionConfig, {"resolution_scale": "auto"}, "f: fusion").resolution_scale == "auto"
+    assert build(FusionConfig, {"resolution_scale": 2}, "f: fusion").resolution_scale == 2
+    with pytest.raises(ConfigError, match="fusion.resolution_scale: must be 1, 2, 4 or auto, got 3"):
+        build(FusionConfig, {"resolution_scale": 3}, "f: fusion")
+
+
+def test_the_stage_logs_and_reports_what_auto_chose(tmp_path, caplog):
+    # Untrained weights of the fast architecture: the auto wiring on a CPU machine, not quality.
+    import torch
+    from lmfusion import preset
+    from lmfusion.networks import LMFusionNet
+    from lmfusion.weights import save_model
+    torch.manual_seed(0)
+    save_model(LMFusionNet(preset("fast")), tmp_path / "lmfusion_fast.safetensors", {"note": "untrained, test"})
+    st = FusionStage(FusionConfig(fuser="lmfusion", weights_dir=str(tmp_path)), has_cuda=lambda: False)
+    with caplog.at_level(logging.INFO):
+        st.start()
+    assert st._fuse_batch.__self__.engine.name == "onnxruntime@1/2"
+    lines = [r.getMessage() for r in caplog.records if "CPU real-time option" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].startswith("fusion: cpu: model fast at 1/2 resolution on onnxruntime fp32")
+    assert st.stats()["choice"] == lines[0].removeprefix("fusion: ")
+    assert st.process(pair(0, h=128, w=160)).buffers["fused"].shape == (128, 160, 3)
