@@ -91,6 +91,8 @@ class EndpointsConfig:
 
 # -- generic dataclass <- dict with named errors --------------------------------------------------
 def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:      # Literal["auto"] -> 'auto'
+        return " or ".join(repr(a) for a in typing.get_args(tp))
     return getattr(tp, "__name__", str(tp).replace("typing.", ""))
 
 

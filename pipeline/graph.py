@@ -257,6 +257,15 @@ def _pairs(data: dict, where: str) -> list[PairSection]:
     return out
 
 
+def _calibration_for(reg: RegistrationConfig, vis: CaptureSection, ir: CaptureSection,
+                     recorder: SinkSection) -> RegistrationConfig:
+    """registration.calibration "" decided: the demo calibration for the synthetic source, else an
+    estimate at start written beside the recording (stages.registration.resolve_calibration)."""
+    from stages.registration import resolve_calibration
+    out_dir = recorder.options.get("out_dir") or _sink_config("recorder", {}, "recorder").out_dir
+    return resolve_calibration(reg, (source_kind(vis.url), source_kind(ir.url)), str(out_dir))
+
+
 def validate(data: dict, where: str) -> GraphConfig:
     for key in data:
         if key not in SECTIONS:
@@ -285,6 +294,11 @@ def validate(data: dict, where: str) -> GraphConfig:
                 parse_endpoint(value, pipeline.allow_public_bind)
     except EndpointError as e:
         raise ConfigError(f"{where}: {e}") from None
+    if pairs:
+        pairs = [dataclasses.replace(u, registration=_calibration_for(u.registration, u.capture_vis, u.capture_ir,
+                                                                      u.recorder)) for u in pairs]
+    else:
+        registration = _calibration_for(registration, captures["capture_vis"], captures["capture_ir"], sinks["recorder"])
     return GraphConfig(path=where, pipeline=pipeline, capture_vis=captures["capture_vis"],
                        capture_ir=captures["capture_ir"], registration=registration, fusion=fusion,
                        recorder=sinks["recorder"], detector_feed=feed, image_dump=sinks["image_dump"],

@@ -19,14 +19,26 @@ re-estimates the geometry from the current one and adopts the result only when t
 has structure (smoke gate) and the alignment score gains `margin`. An adoption is logged in one
 line (old -> new calibration id, scores, corner move, the pair) and later pairs carry the new
 `calibration_id`. stats() counts attempts, adoptions and rejections by reason.
+
+Start without a calibration (`calibration: auto`, what an empty `calibration` means for any
+source but the synthetic one): pairs are formed but nothing is sent on until a calibration
+exists. Raw pairs whose VIS frame passes the structure gate go, one at a time, to
+`calibration.estimate(method="auto")` and its stability self-check (calibration.auto.stability);
+the first estimate that moves by at most 2 px is taken, logged with its self-check, written to
+`calibration_out` (beside the recording) and refined online from then on (online_refine.enabled:
+auto). Meanwhile stats()["waiting"] says so on the status line. No estimate passing within
+`calibration_timeout_s` of capture time is a one-line error saying how to make one by hand (the
+last raw pair is saved beside the recording for that).
 """
 from __future__ import annotations
 
 import collections
 import logging
+import math
 import threading
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -45,7 +57,8 @@ class OnlineRefineConfig:
     """Section `registration.online_refine`: re-estimate the geometry from live pairs now and
     then and adopt a better one (calibration/online.py; docs/calibration.md)."""
 
-    enabled: bool = False            # off: the loaded calibration is used unchanged
+    enabled: bool | Literal["auto"] = "auto"  # auto: on when the calibration is estimated at start,
+                                     # off with a calibration file; false: the geometry never changes
     every_s: float = 10.0            # capture-time seconds between re-estimates (the first at the first pair)
     margin: float = 0.02             # alignment-score gain (gradient correlation, in [-1, 1]) needed to adopt
     min_gradient_energy: float = 1.25  # smoke gate: VIS mean |gradient| (gray levels/px) below this is not used
@@ -64,9 +77,19 @@ class OnlineRefineConfig:
                 raise ValueError(f"{key}: must be >= 0, got {getattr(self, key)}")
 
 
+REPO = Path(__file__).resolve().parents[1]
+DEMO_CALIBRATION = REPO / "configs" / "calibration" / "demo.yaml"   # the synthetic source's geometry
+ESTIMATE = "auto"                  # `calibration` value: estimate one from the first pairs with structure
+CALIBRATION_FILE = "calibration.yaml"   # an estimated calibration's name beside the recording
+
+
 @dataclass
 class RegistrationConfig:
-    calibration: str = "configs/calibration/demo.yaml"  # ir_from_vis calibration YAML (path)
+    calibration: str = ""            # ir_from_vis calibration YAML (path); "auto" = estimate one at start;
+                                     # "" = the demo calibration for the synthetic source, else auto
+    calibration_timeout_s: float = 30.0   # auto: capture-time seconds to find a stable estimate, then an error
+    calibration_out: str = ""        # auto: where the estimate is written; "" = not written (the runner
+                                     # sets it to calibration.yaml beside the recording)
     tolerance_ms: float = 35.0       # max |t_vis - t_ir| for a pair, milliseconds
     max_pending: int = 32            # frames held per modality waiting for a partner (count)
     output_size: list[int] | None = None  # [w, h] px of the pair sent to fusion; null = IR size
@@ -86,12 +109,28 @@ class RegistrationConfig:
                 raise ValueError(f"online_refine.{e}") from None
         if not self.tolerance_ms > 0:
             raise ValueError(f"tolerance_ms: must be > 0 ms, got {self.tolerance_ms}")
+        if not self.calibration_timeout_s > 0:
+            raise ValueError(f"calibration_timeout_s: must be > 0 seconds, got {self.calibration_timeout_s}")
         if self.max_pending < 1:
             raise ValueError(f"max_pending: must be >= 1, got {self.max_pending}")
         if self.output_size is not None and (len(self.output_size) != 2 or min(self.output_size) < 8):
             raise ValueError(f"output_size: must be [width, height] with both >= 8 px, got {self.output_size}")
         if self.crop is not None and (len(self.crop) != 4 or min(self.crop[2:]) < 8 or min(self.crop[:2]) < 0):
             raise ValueError(f"crop: must be [x, y, w, h] px with x, y >= 0 and w, h >= 8, got {self.crop}")
+
+
+def resolve_calibration(cfg: RegistrationConfig, source_kinds: tuple[str, str], out_dir: str) -> RegistrationConfig:
+    """The section with `calibration` decided for these sources ('synthetic', 'rtsp', 'file',
+    'folder' for VIS and IR): "" means the demo calibration when both are synthetic, else an
+    estimate at start, written to `out_dir`/calibration.yaml unless calibration_out is set."""
+    import dataclasses
+    cal = cfg.calibration
+    if cal == "":
+        cal = str(DEMO_CALIBRATION) if source_kinds == ("synthetic", "synthetic") else ESTIMATE
+    out = cfg.calibration_out
+    if cal == ESTIMATE and not out:
+        out = str(Path(out_dir) / CALIBRATION_FILE)
+    return dataclasses.replace(cfg, calibration=cal, calibration_out=out)
 
 
 class _LocalCalibration:
@@ -184,6 +223,41 @@ class _RefineWorker:
             self._thread.join(timeout_s)
 
 
+@dataclass
+class _Estimate:
+    """What one start-up estimate gave. moves_px: the stability self-check (IR px, one per side)."""
+    calibration: object | None       # calibration.Calibration, or None when there is no answer
+    reason: str                      # "stable" | "unstable" | "structureless" | "no-estimate"
+    where: str                       # which pair it came from
+    moves_px: list[float] = field(default_factory=list)
+
+    @property
+    def worst_px(self) -> float:
+        return max(self.moves_px) if self.moves_px else math.inf
+
+
+class _StartupEstimator:
+    """One raw pair -> _Estimate: structure gate, calibration.estimate(method="auto"), then its
+    stability self-check (4 re-estimates with an edge of the VIS frame left out). Pure: no state."""
+
+    def __init__(self, gate: OnlineRefineConfig):
+        self.gate = gate
+
+    def update(self, vis: np.ndarray, ir: np.ndarray, where: str) -> _Estimate:
+        from calibration import CalibrationError, estimate
+        from calibration.auto import STABLE_PX, stability
+        from calibration.score import structure
+        energy, contrast = structure(vis)
+        if energy < self.gate.min_gradient_energy or contrast < self.gate.min_contrast:
+            return _Estimate(None, "structureless", where)
+        try:
+            cal = estimate(vis, ir, method="auto")
+        except CalibrationError:
+            return _Estimate(None, "no-estimate", where)
+        moves = stability(vis, ir, cal)
+        return _Estimate(cal, "stable" if max(moves) <= STABLE_PX else "unstable", where, moves)
+
+
 def load_calibration(path: str):
     """The Calibration at `path`, via the calibration package when it exists."""
     if not Path(path).is_file():
@@ -219,24 +293,54 @@ class RegistrationStage:
         self._refine_lock = threading.Lock()
         self.refine_counts = {"attempts": 0, "adopted": 0, "rejected": 0, "busy_skips": 0}
         self.refine_rejected_by: dict[str, int] = {}
+        # calibration: auto (estimate at start); see the module docstring
+        self._estimating = False
+        self._estimator: _StartupEstimator | None = None
+        self._estimate_worker: _RefineWorker | None = None
+        self._estimates_done: list[_Estimate] = []        # finished on the worker, taken on the frame path
+        self.estimate_counts = {"tries": 0, "structureless": 0, "no-estimate": 0, "unstable": 0}
+        self._best_unstable: _Estimate | None = None
+        self._first_t: float | None = None                 # capture time of the first frame (s)
+        self._last_t: float | None = None                  # capture time of the latest frame (s)
+        self._last_raw: tuple[np.ndarray, np.ndarray] | None = None   # latest raw pair (saved on timeout)
+        self.calibrated_after_s: float | None = None       # capture seconds from the first frame to the estimate
 
     def start(self) -> None:
-        self._cal = load_calibration(self.config.calibration)
         rc = self.config.online_refine
-        if rc.enabled:
+        if self.config.calibration in ("", ESTIMATE):
+            try:
+                import calibration  # noqa: F401
+            except ImportError:
+                raise RegistrationError("registration.calibration: auto needs the calibration package "
+                                        "(not importable here); name a calibration file") from None
+            self._estimating = True
+            self._estimator = _StartupEstimator(rc)
+            if rc.background:
+                self._estimate_worker = _RefineWorker(self._estimator, self._estimated)
+            log.info("registration: no calibration named: estimating one from the first pairs with structure "
+                     "(at most %g s); nothing is fused until then", self.config.calibration_timeout_s)
+            return
+        self._cal = load_calibration(self.config.calibration)
+        if rc.enabled is True:
             if isinstance(self._cal, _LocalCalibration):
                 raise RegistrationError("registration.online_refine.enabled: needs the calibration package "
                                         "(not importable here)")
-            from calibration.online import OnlineRefiner, OnlineRefinerConfig
-            self._refiner = OnlineRefiner(OnlineRefinerConfig(
-                margin=rc.margin, min_gradient_energy=rc.min_gradient_energy, min_contrast=rc.min_contrast,
-                max_shift_px=rc.max_shift_px), self._cal)
-            if rc.background:
-                self._refine_worker = _RefineWorker(self._refiner, self._refined)
+            self._start_refiner()
+
+    def _start_refiner(self) -> None:
+        rc = self.config.online_refine
+        from calibration.online import OnlineRefiner, OnlineRefinerConfig
+        self._refiner = OnlineRefiner(OnlineRefinerConfig(
+            margin=rc.margin, min_gradient_energy=rc.min_gradient_energy, min_contrast=rc.min_contrast,
+            max_shift_px=rc.max_shift_px), self._cal)
+        if rc.background:
+            self._refine_worker = _RefineWorker(self._refiner, self._refined)
 
     def stop(self) -> None:
         if self._refine_worker is not None:
             self._refine_worker.close()
+        if self._estimate_worker is not None:
+            self._estimate_worker.close()
         # Frames still waiting at stop() can never be paired: count them, never lose them silently.
         self.counts["unmatched_vis"] += len(self._vis)
         self.counts["unmatched_ir"] += len(self._ir)
@@ -256,7 +360,104 @@ class RegistrationStage:
                 out.update({f"refine_{k}": v for k, v in self.refine_counts.items()})
                 out["refine_rejected_by"] = dict(self.refine_rejected_by)
             out["calibration_id"] = self._cal.id
+        if self._estimating:
+            out["estimates"] = dict(self.estimate_counts)
+            out["calibrated_after_s"] = self.calibrated_after_s
+            if self._cal is None:
+                out["waiting"] = self._waiting()
         return out
+
+    def _waiting(self) -> str:
+        """The status line's words while no calibration exists yet."""
+        if self._first_t is None:
+            return "calibrating, nothing fused yet: waiting for frames"
+        c = self.estimate_counts
+        spent = (self._last_t or self._first_t) - self._first_t
+        return (f"calibrating, nothing fused yet: {c['tries']} estimates ({c['structureless']} structureless, "
+                f"{c['unstable']} failed the self-check), {spent:.0f} of {self.config.calibration_timeout_s:g} s")
+
+    # -- calibration: auto ----------------------------------------------------------------------
+    def _estimated(self, res: _Estimate) -> None:
+        """An estimate finished (any thread); the frame path takes it (_take_estimates)."""
+        with self._refine_lock:
+            self._estimates_done.append(res)
+
+    def _offer_estimate(self, vis: Packet, ir: Packet) -> None:
+        """Hand this raw pair to the estimator (inline, or its thread when that is idle)."""
+        self._last_raw = (vis.buffers["vis"], ir.buffers["ir"])
+        where = f"pair ir#{ir.seq} vis#{vis.seq} at t={ir.t_mono:.2f} s"
+        worker = self._estimate_worker
+        if worker is None:
+            self._estimated(self._estimator.update(vis.buffers["vis"], ir.buffers["ir"], where))
+        else:
+            if worker.error is not None:
+                e = worker.error
+                raise RegistrationError(f"calibration estimate failed: {type(e).__name__}: "
+                                        f"{str(e).splitlines()[0] if str(e) else ''}")
+            worker.submit(vis.buffers["vis"].copy(), ir.buffers["ir"].copy(), where)
+        self._take_estimates()
+
+    def _take_estimates(self) -> None:
+        """Book finished estimates; adopt the first that passed its self-check."""
+        with self._refine_lock:
+            done, self._estimates_done = self._estimates_done, []
+        for res in done:
+            if self._cal is not None:
+                return
+            c = self.estimate_counts
+            c["tries"] += 1
+            if res.reason != "stable":
+                c[res.reason] += 1
+            moves = "/".join(f"{m:.2f}" for m in res.moves_px)
+            if res.reason == "unstable":
+                if self._best_unstable is None or res.worst_px < self._best_unstable.worst_px:
+                    self._best_unstable = res
+                log.info("registration: estimate %s from %s failed the stability self-check (moves %s px, "
+                         "limit 2 px); trying the next pair", res.calibration.id, res.where, moves)
+            if res.reason == "stable":
+                self._adopt_estimate(res, moves)
+
+    def _adopt_estimate(self, res: _Estimate, moves: str) -> None:
+        cal = self._cal = res.calibration
+        self._sizes_checked = {"vis": tuple(cal.vis_size), "ir": tuple(cal.ir_size)}
+        self.calibrated_after_s = round((self._last_t or 0.0) - (self._first_t or 0.0), 2)
+        saved = ""
+        if self.config.calibration_out:
+            saved = f"; written to {cal.save(self.config.calibration_out)}"
+        refine = self.config.online_refine.enabled in (True, "auto")
+        log.info("registration: calibration %s estimated from %s, %.1f s after the first frame; stability "
+                 "self-check passed (moves %s px, limit 2 px)%s; online refinement %s", cal.id, res.where,
+                 self.calibrated_after_s, moves, saved, "on" if refine else "off")
+        if self._estimate_worker is not None:
+            self._estimate_worker.close(timeout_s=0.0)
+        if refine:
+            self._refine_t = self._last_t     # the first re-estimate one every_s from now
+            self._start_refiner()
+
+    def _check_timeout(self) -> None:
+        """No stable estimate within calibration_timeout_s of capture time: a one-line error."""
+        if self._cal is not None or self._first_t is None:
+            return
+        timeout = self.config.calibration_timeout_s
+        if self._last_t - self._first_t <= timeout:
+            return
+        c = self.estimate_counts
+        best = ""
+        if self._best_unstable is not None:
+            best = f", the best moved {self._best_unstable.worst_px:.1f} px"
+        vis_png, ir_png = "vis.png", "ir.png"
+        if self._last_raw is not None and self.config.calibration_out:
+            import cv2 as _cv2
+            folder = Path(self.config.calibration_out).parent
+            folder.mkdir(parents=True, exist_ok=True)
+            vis_png, ir_png = str(folder / "calibration_vis.png"), str(folder / "calibration_ir.png")
+            _cv2.imwrite(vis_png, self._last_raw[0])
+            _cv2.imwrite(ir_png, self._last_raw[1])
+        raise RegistrationError(
+            f"registration.calibration: no calibration after {timeout:g} s of frames ({c['tries']} estimates: "
+            f"{c['structureless']} structureless, {c['no-estimate']} without an answer, {c['unstable']} failed the "
+            f"stability self-check{best}); make one by hand: python -m calibration auto --vis {vis_png} --ir {ir_png} "
+            f"--out site.yaml --stability (or points/target, docs/calibration.md), then pass --calibration site.yaml")
 
     # -- online refinement ----------------------------------------------------------------------
     def _refined(self, res) -> None:
@@ -270,6 +471,8 @@ class RegistrationStage:
                 self.refine_rejected_by[res.reason] = self.refine_rejected_by.get(res.reason, 0) + 1
         if res.adopted:
             self._cal = res.calibration   # one reference swap: the frame path reads it once per pair
+            if self._estimating and self.config.calibration_out:
+                res.calibration.save(self.config.calibration_out)   # the file beside the recording stays current
 
     def _maybe_refine(self, vis: Packet, ir: Packet) -> None:
         """Every `every_s` of capture time, offer this raw pair to the refiner."""
@@ -298,11 +501,18 @@ class RegistrationStage:
                                     f"with a matching buffer, got modality={modality!r} buffers={list(pkt.buffers)}")
         img = pkt.buffers[modality]
         size = (img.shape[1], img.shape[0])
-        if self._sizes_checked[modality] != size:
+        if self._cal is not None and self._sizes_checked[modality] != size:
             other = "ir" if modality == "vis" else "vis"
             sizes = {modality: size, other: self._sizes_checked[other] or
                      (self._cal.ir_size if other == "ir" else self._cal.vis_size)}
-            self._cal.check_sizes(sizes["vis"], sizes["ir"])
+            try:
+                self._cal.check_sizes(sizes["vis"], sizes["ir"])
+            except Exception as e:   # calibration.CalibrationError or RegistrationError: one line, naming the file
+                where = (f"calibration estimated at start{' (' + self.config.calibration_out + ')' if self.config.calibration_out else ''}"
+                         if self._estimating else f"registration.calibration {self.config.calibration}")
+                raise RegistrationError(f"{where}: {str(e).splitlines()[0]}; fit one for these cameras "
+                                        f"(python -m calibration auto ..., docs/calibration.md) or leave "
+                                        f"registration.calibration empty to estimate one at start") from None
             self._sizes_checked[modality] = size
         return modality
 
@@ -316,6 +526,12 @@ class RegistrationStage:
         if packet.kind != "frame":
             raise RegistrationError(f"registration expects frame packets, got kind {packet.kind!r}")
         modality = self._check_frame(packet)
+        if self._estimating:
+            self._first_t = packet.t_mono if self._first_t is None else self._first_t
+            self._last_t = packet.t_mono if self._last_t is None else max(self._last_t, packet.t_mono)
+            if self._cal is None:
+                self._take_estimates()
+                self._check_timeout()
         queue = self._vis if modality == "vis" else self._ir
         self.counts[f"{modality}_in"] += 1
         if modality == "vis":
@@ -367,7 +583,9 @@ class RegistrationStage:
                 self.counts["unmatched_vis"] += 1
             self._vis.popleft()
             self._ir.popleft()
-            out.append(self._pair(best, ir))
+            pair = self._pair(best, ir)
+            if pair is not None:
+                out.append(pair)
         if final:
             # Nothing more will arrive: whatever is left has no partner.
             self.counts["unmatched_vis"] += len(self._vis)
@@ -376,7 +594,12 @@ class RegistrationStage:
             self._ir.clear()
         return out
 
-    def _pair(self, vis: Packet, ir: Packet) -> Packet:
+    def _pair(self, vis: Packet, ir: Packet) -> Packet | None:
+        if self._cal is None:
+            # calibration: auto, no estimate yet: this pair feeds the estimator and is not fused
+            self.counts["uncalibrated"] = self.counts.get("uncalibrated", 0) + 1
+            self._offer_estimate(vis, ir)
+            return None
         if self._refiner is not None:
             self._maybe_refine(vis, ir)
         cal = self._cal                                # read once: refinement may swap it meanwhile

@@ -143,10 +143,11 @@ def test_a_correct_calibration_survives_smoke(tmp_path):
     assert corner_error(st._cal.ir_from_vis, TRUE_IR_FROM_VIS, VIS_SIZE) < 0.3
 
 
-def test_disabled_by_default_and_no_refine_stats(calibration_file):
+def test_off_by_default_with_a_calibration_file_and_no_refine_stats(calibration_file):
     st = RegistrationStage(RegistrationConfig(calibration=str(calibration_file)))
     st.start()
-    assert not st.config.online_refine.enabled and "refine_attempts" not in st.stats()
+    assert st.config.online_refine.enabled == "auto"      # auto: on only for a calibration estimated at start
+    assert st._refiner is None and "refine_attempts" not in st.stats()
 
 
 def test_bad_online_refine_keys_and_values_are_named():
@@ -154,7 +155,7 @@ def test_bad_online_refine_keys_and_values_are_named():
         build(RegistrationConfig, {"online_refine": {"enabled": True, "every_ss": 3}}, "cfg: registration")
     with pytest.raises(ConfigError, match=r"^cfg: registration\.online_refine\.every_s: must be > 0 seconds, got 0"):
         build(RegistrationConfig, {"online_refine": {"every_s": 0}}, "cfg: registration")
-    with pytest.raises(ConfigError, match=r"registration\.online_refine\.enabled: expected true or false"):
+    with pytest.raises(ConfigError, match=r"registration\.online_refine\.enabled: 'yes' is not a valid value \(expected bool or 'auto'\)"):
         build(RegistrationConfig, {"online_refine": {"enabled": "yes"}}, "cfg: registration")
     with pytest.raises(ValueError, match=r"^online_refine\.margin: must be >= 0"):
         RegistrationConfig(online_refine={"margin": -1})
