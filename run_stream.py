@@ -7,6 +7,7 @@
         --calibration configs/calibration/site.yaml --duration 25 --output out/rtsp
     python run_stream.py --config configs/files.yaml --vis vis.mp4 --ir ir.mp4 --max-frames 300
     python run_stream.py --config configs/rtsp.yaml --only capture_vis,capture_ir    # one host of a split graph
+    python run_stream.py --duration 0 --http 127.0.0.1:8080   # + /metrics, /health, live view at http://127.0.0.1:8080/
 
 Ctrl-C (or SIGTERM) stops cleanly: end-of-stream flows through every stage, the recording is
 finalised, the summary is printed, and the exit status is 0. A failed stage ends the run with
@@ -23,9 +24,9 @@ REPO = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO))
 
 from pipeline.config import ConfigError, load_yaml, mask_secrets, to_json  # noqa: E402
-from pipeline.graph import (NODES, build_specs, describe_edges, effective_config, select_nodes,  # noqa: E402
-                            source_kind, validate)
-from pipeline.runner import Runner  # noqa: E402
+from pipeline.graph import (NODES, build_specs, check_security, describe_edges, effective_config,  # noqa: E402
+                            select_nodes, source_kind, validate)
+from pipeline.runner import RestartBudget, Runner  # noqa: E402
 from pipeline.transport import EndpointError  # noqa: E402
 
 DEFAULT_CONFIG = REPO / "configs" / "demo.yaml"
@@ -50,6 +51,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--mode", choices=("process", "thread"), help="pipeline.mode")
     p.add_argument("--set", metavar="SECTION.KEY=VALUE", action="append", default=[],
                    help="override any config key; VALUE is YAML (e.g. --set registration.tolerance_ms=20)")
+    p.add_argument("--http", metavar="HOST:PORT",
+                   help="serve /metrics, /health and the live view at / (http.listen; docs/operations.md)")
     p.add_argument("--quiet", action="store_true", help="no live status line")
     p.add_argument("--summary-json", metavar="PATH", help="also write the exit summary (per-stage counters) as JSON")
     return p.parse_args(argv)
@@ -87,6 +90,8 @@ def apply_args(raw: dict, args: argparse.Namespace) -> dict:
         put("fusion.fuser", args.fuser)
     if args.mode:
         put("pipeline.mode", args.mode)
+    if args.http:
+        put("http.listen", args.http)
     for item in args.set:
         key, eq, value = item.partition("=")
         if not eq or "." not in key:
@@ -121,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         specs = build_specs(gc, pc.mode)
         if args.only:
             specs = select_nodes(specs, args.only, gc)
+        check_security(specs, gc)
     except (ConfigError, EndpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -129,13 +135,28 @@ def main(argv: list[str] | None = None) -> int:
         log.info("edge %s", line)
     if gc.detector_feed.enabled and any(s.name == "fusion" for s in specs):
         log.info("detector feed: %s (docs/streaming.md)", gc.detector_feed.endpoint)
+    rs = pc.restart
     runner = Runner(specs, mode=pc.mode, duration_s=pc.duration_s, status_interval_s=pc.status_interval_s,
                     startup_timeout_s=pc.startup_timeout_s, shutdown_timeout_s=pc.shutdown_timeout_s,
-                    stream=pc.stream, log_level=pc.log_level, status_out=None if args.quiet else sys.stderr)
-    result = runner.run()
+                    stream=pc.stream, log_level=pc.log_level, status_out=None if args.quiet else sys.stderr,
+                    restart=RestartBudget(rs.max, rs.window_s, rs.backoff_s, rs.backoff_max_s),
+                    # /health should see a camera drop within about a second
+                    stats_interval_s=0.5 if gc.http.listen else 1.0)
+    ops = None
+    if gc.http.listen:
+        from pipeline.ops import OpsError, start_for_run
+        try:
+            ops = start_for_run(gc, specs, runner)
+        except OpsError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    try:
+        result = runner.run()
+    finally:
+        if ops is not None:
+            ops.close()
     print(result.summary, file=sys.stderr)
-    files = [f for name in result.views if name.split("@")[0] == "recorder"
-             for f in result.stage(name).get("stage", {}).get("files", [])]
+    files = [f for name, view in result.views.items() if name.split("@")[0] == "recorder" for f in view.files()]
     if files:
         print(f"recording: {', '.join(files)}", file=sys.stderr)
     if args.summary_json:

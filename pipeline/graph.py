@@ -27,14 +27,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import (CONFIG_VERSION, ConfigError, DetectorFeedConfig, EndpointsConfig, PipelineConfig,
-                             build, dataclass_to_dict, load_yaml)
+from pipeline.config import (CONFIG_VERSION, ConfigError, DetectorFeedConfig, EndpointsConfig, HttpConfig,
+                             PipelineConfig, SecurityConfig, build, dataclass_to_dict, load_yaml)
+from pipeline.security import SecurityError, check_endpoint
 from pipeline.transport import EndpointError, parse_endpoint
 from stages.fusion import FusionConfig
 from stages.registration import RegistrationConfig
 
 NODES = ("capture_vis", "capture_ir", "registration", "fusion", "recorder", "image_dump")
-SECTIONS = ("version", "pipeline", *NODES, "detector_feed", "endpoints", "pairs")
+SECTIONS = ("version", "pipeline", *NODES, "detector_feed", "endpoints", "pairs", "http", "security")
 LATENCY_NODE = "fusion"   # latency "capture -> fused" is measured at fusion's output
 PAIR_KEYS = ("name", "capture_vis", "capture_ir", "registration", "recorder", "image_dump")
 PAIR_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")   # a stream name, a node suffix, a folder name
@@ -109,6 +110,8 @@ class GraphConfig:
     endpoints: EndpointsConfig
     pairs: list[PairSection] = field(default_factory=list)
     raw: dict = field(default_factory=dict)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
 
     def units(self) -> list[PairSection]:
         """The camera pairs this graph runs: `pairs`, or the single pair as one unnamed unit."""
@@ -283,6 +286,15 @@ def validate(data: dict, where: str) -> GraphConfig:
     sinks = {node: _sink_section(_section(data, node), node, where) for node in ("recorder", "image_dump")}
     feed = build(DetectorFeedConfig, _section(data, "detector_feed"), f"{where}: detector_feed")
     endpoints = build(EndpointsConfig, _section(data, "endpoints"), f"{where}: endpoints")
+    http = build(HttpConfig, _section(data, "http"), f"{where}: http")
+    security = build(SecurityConfig, _section(data, "security"), f"{where}: security")
+    if http.listen:
+        try:
+            parse_endpoint(f"pull+bind:tcp://{http.listen}", pipeline.allow_public_bind)
+        except EndpointError:
+            raise ConfigError(f"{where}: http.listen: {http.listen!r} is not a loopback address; the metrics and "
+                              f"live view would be open to the network: use 127.0.0.1:PORT or set "
+                              f"pipeline.allow_public_bind: true") from None
     try:
         if feed.enabled:
             ep = parse_endpoint(feed.endpoint, pipeline.allow_public_bind)
@@ -302,7 +314,7 @@ def validate(data: dict, where: str) -> GraphConfig:
     return GraphConfig(path=where, pipeline=pipeline, capture_vis=captures["capture_vis"],
                        capture_ir=captures["capture_ir"], registration=registration, fusion=fusion,
                        recorder=sinks["recorder"], detector_feed=feed, image_dump=sinks["image_dump"],
-                       endpoints=endpoints, pairs=pairs, raw=data)
+                       endpoints=endpoints, pairs=pairs, raw=data, http=http, security=security)
 
 
 def effective_config(gc: GraphConfig) -> dict:
@@ -333,6 +345,8 @@ def effective_config(gc: GraphConfig) -> dict:
         out.update({k: single[k] for k in ("recorder", "image_dump")})
     out["detector_feed"] = dataclass_to_dict(gc.detector_feed)
     out["endpoints"] = {k: v for k, v in dataclass_to_dict(gc.endpoints).items() if v}
+    out["http"] = dataclass_to_dict(gc.http)
+    out["security"] = dataclass_to_dict(gc.security)     # key file paths only, never key material
     return out
 
 
@@ -350,6 +364,7 @@ class NodeSpec:
     max_wait_ms: float = 0.0       # longest the oldest packet waits for a batch to fill, ms
     factory: str = ""              # "module:callable" taking the node's *Config (tests, plugins)
     extra: dict = field(default_factory=dict)
+    security: dict = field(default_factory=dict)   # the security section: CURVE keys for tcp endpoints
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -428,6 +443,13 @@ def build_specs(gc: GraphConfig, mode: str, factories: dict[str, str] | None = N
     if gc.detector_feed.enabled:
         # PUB never blocks: a slow detector loses frames, the recording never does.
         fusion_outputs.append({"endpoint": gc.detector_feed.endpoint, "block": False, "name": "detector_feed"})
+    preview_dir = ""
+    if gc.http.listen:
+        # The live view's feed (pipeline/ops.py): PUB never blocks, and the sender skips packets
+        # beyond view_fps before encoding them, so the view cannot slow fusion down.
+        preview_dir = base or tempfile.mkdtemp(prefix="smokefusion-view-")
+        fusion_outputs.append({"endpoint": f"pub+bind:ipc://{preview_dir}/preview.sock", "block": False,
+                               "name": "preview", "max_fps": gc.http.view_fps})
     # Live: fusion may lag queue_len pairs per camera pair, and at least a full batch, before the
     # oldest is dropped (a shorter queue would drop pairs a batch was about to take).
     fus_queue = max(pc.queue_len * len(units), gc.fusion.max_batch)
@@ -435,8 +457,11 @@ def build_specs(gc: GraphConfig, mode: str, factories: dict[str, str] | None = N
                           inputs=[inp(fus_in, "registration", fus_queue)], outputs=fusion_outputs,
                           expected_eos=len(units), max_outputs=pc.max_frames, batch=gc.fusion.max_batch,
                           max_wait_ms=gc.fusion.max_wait_ms))
+    if preview_dir and not base:
+        specs[-1].extra["ipc_dir_auto"] = preview_dir     # the runner removes it at exit
     specs += sinks
     for s in specs:
+        s.security = dataclass_to_dict(gc.security)
         if factories:
             s.factory = factories.get(s.name) or factories.get(s.name.split(PAIR_SEP)[0], "")
         if base and not pc.ipc_dir:
@@ -444,44 +469,67 @@ def build_specs(gc: GraphConfig, mode: str, factories: dict[str, str] | None = N
     return specs
 
 
-# endpoints.<key> -> (the node that binds it, the node(s) that connect to it)
-EDGE_ENDS = {"registration_vis": ("registration", "capture_vis"), "registration_ir": ("registration", "capture_ir"),
-             "fusion": ("fusion", "registration"), "recorder": ("recorder", "fusion"),
-             "image_dump": ("image_dump", "fusion")}
+def _edges(specs: list[NodeSpec]) -> list[tuple[str, str, str]]:
+    """(endpoints key, upstream node, downstream node) of every socket edge of the graph."""
+    out = []
+    for s in specs:
+        base, sep, pair = s.name.partition(PAIR_SEP)
+        sfx = sep + pair
+        if base == "registration":
+            out += [("registration_vis", "capture_vis" + sfx, s.name), ("registration_ir", "capture_ir" + sfx, s.name),
+                    ("fusion", s.name, "fusion")]
+        elif s.role == "sink":
+            out.append((base, "fusion", s.name))
+    return out
 
 
 def select_nodes(specs: list[NodeSpec], only: str, gc: GraphConfig) -> list[NodeSpec]:
     """The nodes named in `only` ("registration,fusion"), for running part of a graph on one host.
+    With `pairs:` a base name (registration) means that node of every pair (registration@cam1, ...).
 
     Raises ConfigError if a name is unknown or an edge leaving the subset has no configured
-    endpoint (the default ipc paths are private to one run, so the other host could not reach them)."""
-    if gc.pairs:
-        raise ConfigError(f"{gc.path}: pairs: --only is not supported with several camera pairs yet "
-                          f"(run the whole graph on one host)")
+    endpoint (the default ipc paths are private to one run, so the other host could not reach them).
+    With pairs: only the fusion input (endpoints.fusion) may cross hosts."""
     names = [s.strip() for s in only.split(",") if s.strip()]
-    present = {s.name for s in specs}
+    present = [s.name for s in specs]
+    chosen_names: set[str] = set()
     for n in names:
-        if n not in present:
+        if n in present:
+            chosen_names.add(n)
+        elif gc.pairs and any(p.split(PAIR_SEP)[0] == n for p in present):
+            chosen_names |= {p for p in present if p.split(PAIR_SEP)[0] == n}
+        else:
             raise ConfigError(f"--only {n}: not a stage of this pipeline (expected one of: {', '.join(sorted(present))})")
-    chosen = [s for s in specs if s.name in names]
+    chosen = [s for s in specs if s.name in chosen_names]
     # Every edge that crosses the boundary of this host must have a configured endpoint.
-    needs = set()
-    for s in chosen:
-        if s.role == "source":
-            needs.add(f"registration_{s.name.split('_')[1]}")
-        if s.name == "registration":
-            needs.update({"registration_vis", "registration_ir", "fusion"})
-        if s.name == "fusion":
-            needs.add("fusion")
-            needs.update(n for n in ("recorder", "image_dump") if getattr(gc, n).enabled)
-        if s.role == "sink":
-            needs.add(s.name)
-    for key in sorted(needs):
-        local = all(x in names for x in EDGE_ENDS[key])
-        if not local and not getattr(gc.endpoints, key):
+    for key, up, down in _edges(specs):
+        if (up in chosen_names) == (down in chosen_names) or up not in present:
+            continue
+        if gc.pairs and key != "fusion":
+            raise ConfigError(f"{gc.path}: pairs: --only {only}: {up} -> {down} would cross hosts; with pairs: only "
+                              f"the fusion input (endpoints.fusion) can, so run a pair's cameras and registration "
+                              f"together, and fusion with the recorders")
+        if not getattr(gc.endpoints, key):
             raise ConfigError(f"{gc.path}: endpoints.{key}: must be set when running --only {only} "
                               f"(the stages on the other side of this edge run elsewhere)")
     return chosen
+
+
+def check_security(specs: list[NodeSpec], gc: GraphConfig) -> None:
+    """Refuse (ConfigError, one line) any tcp endpoint these nodes open that needs CURVE
+    (security.curve) but has no usable keys, unless security.insecure. Run on the nodes this
+    host runs: a split graph's hosts each hold only their own keys."""
+    sec = dataclass_to_dict(gc.security)
+    try:
+        for s in specs:
+            for i in s.inputs:
+                ep = parse_endpoint(i["endpoint"], True)
+                check_endpoint(ep.address, ep.bind, sec, f"{s.name} input")
+            for o in s.outputs:
+                ep = parse_endpoint(o["endpoint"], True)
+                check_endpoint(ep.address, ep.bind, sec, f"{s.name} -> {o['name']}")
+    except SecurityError as e:
+        raise ConfigError(f"{gc.path}: {e}") from None
 
 
 def describe_edges(specs: list[NodeSpec]) -> list[str]:

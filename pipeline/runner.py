@@ -8,7 +8,9 @@ stop()) and then killed; a run that needed killing exits non-zero saying so.
 
 A failed node (exception in start()/process(), or a process that died) stops the run at once:
 every other node is stopped, nothing is left running, and the run exits 1 with a one-line
-reason naming the node. Worker processes also die with the runner (PR_SET_PDEATHSIG), so even
+reason naming the node. Sources and sinks are the exception while their restart budget lasts
+(`pipeline.restart`, RestartBudget): a crashed camera or recorder is started again after a
+backoff, logged and counted, and the run goes on. Worker processes also die with the runner (PR_SET_PDEATHSIG), so even
 a SIGKILLed runner leaves no orphans.
 """
 from __future__ import annotations
@@ -37,6 +39,37 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 HURRY_KILL_S = 15.0     # after a second stop request: time for the frame in progress and stop() before SIGKILL
 GO_LEAD_S = 0.3         # sources start their clocks this long after the go signal is sent
 KILL_GRACE_S = 3.0      # after the drain deadline: how long stop()/finalise may take before SIGKILL
+
+
+RESTARTABLE_ROLES = ("source", "sink")   # registration and fusion hold state a restart would lose
+
+
+class RestartBudget:
+    """At most `max` restarts per node within a sliding `window_s`; the wait before a restart
+    doubles with each restart still in the window (backoff_s, 2*backoff_s, ... up to backoff_max_s).
+    `clock` is injectable (tests)."""
+
+    def __init__(self, max: int = 3, window_s: float = 60.0, backoff_s: float = 0.5,
+                 backoff_max_s: float = 5.0, clock: Callable[[], float] = time.monotonic):
+        self.max, self.window_s = max, window_s
+        self.backoff_s, self.backoff_max_s = backoff_s, backoff_max_s
+        self.clock = clock
+        self._times: dict[str, list[float]] = {}
+
+    def _recent(self, name: str) -> list[float]:
+        now = self.clock()
+        kept = [t for t in self._times.get(name, []) if now - t < self.window_s]
+        self._times[name] = kept
+        return kept
+
+    def take(self, name: str) -> float | None:
+        """Book a restart of `name` now: the backoff to wait, in seconds, or None when the budget
+        of `max` restarts within `window_s` is used up."""
+        recent = self._recent(name)
+        if len(recent) >= self.max:
+            return None
+        recent.append(self.clock())
+        return min(self.backoff_s * 2 ** (len(recent) - 1), self.backoff_max_s)
 
 
 @dataclass
@@ -70,6 +103,8 @@ class _Node:
     def __init__(self, spec: dict, mode: str, ctx: zmq.Context):
         self.name = spec["name"]
         self.spec = spec
+        self.incarnation = int(spec.get("incarnation", 0))   # 0, then +1 per restart
+        self.started_at = time.monotonic()
         self.mode = mode
         self.exit_code: int | None = None
         self.stop_sent = False
@@ -155,8 +190,16 @@ class Runner:
                  status_interval_s: float = 1.0, startup_timeout_s: float = 60.0,
                  shutdown_timeout_s: float = 10.0, stream: str = "site0", log_level: str = "info",
                  status_out: TextIO | None = sys.stderr, handle_signals: bool = True,
-                 on_event: Callable[[dict], None] | None = None):
+                 on_event: Callable[[dict], None] | None = None, restart: RestartBudget | None = None,
+                 stats_interval_s: float = 1.0):
         self.specs = specs
+        self.restart = restart or RestartBudget(max=0)
+        self.stats_interval_s = stats_interval_s
+        # What the ops server reads from other threads (snapshot()): replaced, never mutated in place.
+        self._nodes: dict[str, _Node] = {}
+        self._pending_restart: dict[str, float] = {}   # node -> monotonic time it restarts at
+        self.phase = "starting"                        # starting | running | stopping | ended
+        self.go_at: float | None = None
         self.mode = mode
         self.duration_s = duration_s
         self.status_interval_s = status_interval_s
@@ -181,6 +224,21 @@ class Runner:
             # stops now (sinks still finalise in stop()).
             self._hurry = True
 
+    def snapshot(self) -> dict[str, dict]:
+        """Per node: alive, pid, restarts, restarting (a restart is scheduled), exit_code and
+        its last stats message. Safe from any thread (the ops server reads it)."""
+        nodes, pending = dict(self._nodes), dict(self._pending_restart)
+        out = {}
+        for s in self.specs:
+            n, v = nodes.get(s.name), self.views[s.name]
+            rc = n.exit_code if n is not None else None
+            out[s.name] = {"role": s.role, "alive": n is not None and rc is None, "ready": bool(n and n.ready),
+                           "pid": n.pid if n is not None and self.mode == "process" else None,
+                           "exit_code": rc, "restarts": v.restarts, "restarting": s.name in pending,
+                           "started_at": n.started_at if n is not None else None, "last": v.last,
+                           "totals": {k: v.total(k) for k in ("in", "out", "corrupt", "auth_rejected")} | {"drops": v.drops}}
+        return out
+
     def _install_signals(self) -> dict:
         if not self.handle_signals or threading.current_thread() is not threading.main_thread():
             return {}
@@ -204,6 +262,8 @@ class Runner:
             ctrl_ep = f"inproc://control-{id(self):x}"
         control.bind(ctrl_ep)
         nodes: dict[str, _Node] = {}
+        self._nodes = nodes
+        self._ctx = ctx
         t0 = time.monotonic()
         reason, code = "", 0
         try:
@@ -212,13 +272,15 @@ class Runner:
                 # The nodes of a camera pair (pairs: in the config) carry that pair's stream name.
                 d.update(control=f"push+connect:{ctrl_ep}", go_file=self._go_file,
                          runner_pid=os.getpid(), stream=s.extra.get("stream") or self.stream,
-                         status_interval_s=min(self.status_interval_s, 1.0),
+                         status_interval_s=min(self.status_interval_s, self.stats_interval_s),
                          drain_s=self.shutdown_timeout_s, log_level=self.log_level)
                 nodes[s.name] = _Node(d, self.mode, ctx)
                 if self.mode == "process":
                     log.info("started %s (pid %d)", s.name, nodes[s.name].pid)
             code, reason, t0 = self._supervise(nodes, control)
         finally:
+            self.phase = "ended"
+            self._pending_restart = {}
             # Whatever happened, nothing is left running.
             for n in nodes.values():
                 if n.poll() is None:
@@ -259,6 +321,8 @@ class Runner:
                     log.warning("runner: unreadable control message ignored")
                     continue
                 name = msg.get("node")
+                if name in nodes and msg.get("inc", 0) != nodes[name].incarnation:
+                    continue    # the last words of a node that has since been restarted
                 if name in self.views and msg.get("type") == "stats":
                     self.views[name].update(msg)
                 if name in nodes:
@@ -281,23 +345,66 @@ class Runner:
         self.status_out.write(("\r" + line + "\x1b[K" if tty else line + "\n") + ("\n" if final and tty else ""))
         self.status_out.flush()
 
+    def _restartable(self, name: str, nodes: dict[str, _Node]) -> bool:
+        return nodes[name].spec["role"] in RESTARTABLE_ROLES and self.restart.max > 0 and self.phase == "running"
+
+    def _restart_due(self, nodes: dict[str, _Node], now: float) -> None:
+        """Start the nodes whose restart backoff has passed (all of them at once when stopping:
+        a restarted source must still send its end-of-stream, a recorder must still finalise)."""
+        for name, at in list(self._pending_restart.items()):
+            if now < at and self.phase == "running":
+                continue
+            old = nodes[name]
+            self.views[name].carry()
+            new = _Node({**old.spec, "incarnation": old.incarnation + 1}, self.mode, self._ctx)
+            new.restarted = True
+            nodes[name] = new
+            self._pending_restart = {k: v for k, v in self._pending_restart.items() if k != name}
+            log.warning("restarted %s%s (restart %d)", name,
+                        f" (pid {new.pid})" if self.mode == "process" else "", self.views[name].restarts)
+        for n in nodes.values():
+            # A restarted source gets its go (or, when the run is stopping, its stop) once ready;
+            # a signal before the worker installed its handlers would kill it.
+            if getattr(n, "restarted", False) and n.ready and not getattr(n, "released", False):
+                n.released = True
+                if n.spec["role"] == "source":
+                    (n.stop if self.phase != "running" else n.go)()
+
     def _supervise(self, nodes: dict[str, _Node], control: zmq.Socket) -> tuple[int, str, float]:
-        sources = [n for n in nodes.values() if n.spec["role"] == "source"]
+        def sources() -> list[_Node]:
+            return [n for n in nodes.values() if n.spec["role"] == "source"]
+
         failure: str | None = None
+        reported: dict[str, str] = {}   # restartable node -> the error it sent before exiting
 
         def check_failures(msgs: list[dict]) -> str | None:
             for m in msgs:
                 if m.get("type") == "error":
+                    if m.get("node") in nodes and self._restartable(m["node"], nodes):
+                        reported[m["node"]] = m.get("reason", "unknown error")   # restarted once it exits
+                        continue
                     return f"stage {m['node']} failed: {m.get('reason', 'unknown error')}"
-            for n in nodes.values():
+            for n in list(nodes.values()):
                 rc = n.poll()
-                if rc not in (None, 0):
+                if rc in (None, 0) or n.name in self._pending_restart:
+                    continue
+                why = reported.pop(n.name, None)
+                if why is None:
                     # Give its error message a moment to arrive; it says more than an exit code.
                     for m in self._drain_control(control, nodes, 0.3):
                         if m.get("type") == "error" and m.get("node") == n.name:
-                            return f"stage {n.name} failed: {m.get('reason')}"
-                    how = f"killed by signal {-rc}" if rc < 0 else f"exit status {rc}"
-                    return f"stage {n.name} failed: process ended ({how})"
+                            why = m.get("reason")
+                if why is None:
+                    why = f"process ended ({f'killed by signal {-rc}' if rc < 0 else f'exit status {rc}'})"
+                if self._restartable(n.name, nodes):
+                    delay = self.restart.take(n.name)
+                    if delay is not None:
+                        log.warning("stage %s failed: %s; restarting it in %.1f s", n.name, why, delay)
+                        self._pending_restart = {**self._pending_restart, n.name: time.monotonic() + delay}
+                        continue
+                    return (f"stage {n.name} failed: {why} (restart budget used up: {self.restart.max} "
+                            f"restarts within {self.restart.window_s:g}s)")
+                return f"stage {n.name} failed: {why}"
             return None
 
         # 1. every node up and ready (sources not yet reading)
@@ -315,8 +422,10 @@ class Runner:
         # a moment from now, so a busy CPU delivering the signal late does not skew the cameras.
         t0 = time.monotonic() + GO_LEAD_S
         Path(self._go_file).write_text(repr(t0))
-        for n in sources:
+        self.go_at = t0
+        for n in sources():
             n.go()
+        self.phase = "running"
         last_status = t0
         stopping_since: float | None = None
         hurried_since: float | None = None
@@ -337,11 +446,14 @@ class Runner:
                 if why:
                     log.info("stopping: %s", why)
                     stopping_since = now
-                    for n in sources:
-                        n.stop()
-                    if not sources:    # --only without sources: drain our own nodes
+                    self.phase = "stopping"
+                    for n in sources():
+                        if not getattr(n, "restarted", False) or getattr(n, "released", False):
+                            n.stop()     # a restarted source not yet ready is stopped once it is
+                    if not sources():    # --only without sources: drain our own nodes
                         for n in nodes.values():
                             n.stop()
+            self._restart_due(nodes, now)
             if self._hurry and stopping_since is not None:
                 self._hurry = False
                 hurried_since = now
@@ -356,7 +468,7 @@ class Runner:
                 if killed:
                     return 1, f"shutdown: {', '.join(killed)} did not stop within {HURRY_KILL_S:g}s " \
                               f"of the second stop request and were killed", t0
-            if all(n.poll() is not None for n in nodes.values()):
+            if all(n.poll() is not None for n in nodes.values()) and not self._pending_restart:
                 # Every node ended by itself or drained; collect their last words.
                 self._drain_control(control, nodes, 0.2)
                 failure = check_failures([])

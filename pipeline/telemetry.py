@@ -61,6 +61,29 @@ class NodeView:
     last: dict = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
     fps: float = 0.0
+    restarts: int = 0
+    # Counters of earlier incarnations of a restarted node, so totals never go backwards.
+    carried: dict = field(default_factory=lambda: {"in": 0, "out": 0, "drops": 0, "corrupt": 0,
+                                                   "auth_rejected": 0, "files": []})
+
+    def carry(self) -> None:
+        """The node is being restarted: fold its counters into `carried`, start afresh."""
+        m, c = self.last, self.carried
+        for key in ("in", "out", "corrupt", "auth_rejected"):
+            c[key] += int(m.get(key, 0))
+        c["drops"] += self._own_drops()
+        c["files"] += [f for f in (m.get("stage") or {}).get("files", []) if f not in c["files"]]
+        self.last = {}
+        self.restarts += 1
+
+    def total(self, key: str) -> int:
+        """A counter ("in", "out", "corrupt", "auth_rejected") summed over every incarnation."""
+        return self.carried[key] + int(self.last.get(key, 0))
+
+    def files(self) -> list[str]:
+        """Every file this node wrote, earlier incarnations included."""
+        own = (self.last.get("stage") or {}).get("files", [])
+        return self.carried["files"] + [f for f in own if f not in self.carried["files"]]
 
     def update(self, msg: dict) -> None:
         self.last = msg
@@ -71,10 +94,13 @@ class NodeView:
     def refresh_fps(self) -> None:
         self.fps = float(self.last.get("fps", 0.0))
 
-    @property
-    def drops(self) -> int:
+    def _own_drops(self) -> int:
         m = self.last
         return int(m.get("drops_in", 0)) + int(m.get("drops_out", 0)) + int(m.get("drops_stage", 0))
+
+    @property
+    def drops(self) -> int:
+        return self.carried["drops"] + self._own_drops()
 
     def avg_fps(self) -> float:
         """Mean output rate between this node's first and last output (its own clock)."""
@@ -125,11 +151,16 @@ def summary_table(views: dict[str, NodeView], latency_node: str, elapsed_s: floa
                     "reconnects", "drops", "frames_written", "files"):
             if key in st and st[key] not in (None, [], ""):
                 val = st[key]
-                if key == "files" and isinstance(val, list):
-                    val = ", ".join(map(str, val[:3])) + (" ..." if len(val) > 3 else "")
+                if key == "files":
+                    files = v.files()     # earlier incarnations' segments too
+                    val = ", ".join(map(str, files[:3])) + (" ..." if len(files) > 3 else "")
                 notes.append(f"{key}={val}")
-        rows.append((name, str(m.get("in", 0)), str(m.get("out", 0)), f"{v.avg_fps():.1f}",
-                     str(v.drops), str(m.get("corrupt", 0)), " ".join(notes)))
+        if v.restarts:
+            notes.append(f"restarts={v.restarts}")
+        if v.total("auth_rejected"):
+            notes.append(f"auth_rejected={v.total('auth_rejected')}")
+        rows.append((name, str(v.total("in")), str(v.total("out")), f"{v.avg_fps():.1f}",
+                     str(v.drops), str(v.total("corrupt")), " ".join(notes)))
     widths = [max(len(r[i]) for r in rows) for i in range(6)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r[:6], widths)) + "  " + r[6] for r in rows]
     lat = views.get(latency_node)

@@ -8,8 +8,8 @@ Endpoint grammar (Savant style):  ``<socket>+<bind|connect>:<transport>://<addre
     pub+bind:tcp://127.0.0.1:5560
 
 socket is one of push, pull, pub, sub; transport one of ipc, tcp, inproc. A tcp bind must name
-a loopback host (127.0.0.1, localhost, ::1) unless `allow_public_bind` is set, so nothing is
-exposed to the network by accident.
+a loopback host (127.0.0.0/8, localhost, ::1) unless `allow_public_bind` is set, so nothing is
+exposed to the network by accident. Sockets given CurveKeys (pipeline/security.py) use CURVE.
 
 Queue policies (per edge, chosen by the receiving side):
 - "block" (file sources, lossless): the receiver reads the socket directly, so bounded
@@ -32,12 +32,12 @@ import zmq
 
 from pipeline.codec import CodecError, decode, encode
 from pipeline.packet import Packet
+from pipeline.security import CurveKeys, HandshakeWatch, is_loopback
 
 log = logging.getLogger(__name__)
 
 SOCKET_TYPES = {"push": zmq.PUSH, "pull": zmq.PULL, "pub": zmq.PUB, "sub": zmq.SUB}
 TRANSPORTS = ("ipc", "tcp", "inproc")
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 POLICIES = ("block", "drop_oldest")
 
 
@@ -99,15 +99,17 @@ def parse_endpoint(text: str, allow_public_bind: bool = False) -> Endpoint:
         host, colon, port = rest.rpartition(":")
         if not colon or not port.isdigit() or not (0 < int(port) < 65536) or not host:
             raise EndpointError(f"endpoint {text!r}: tcp address must be HOST:PORT with a port in 1..65535")
-        if how == "bind" and host not in LOOPBACK_HOSTS and not allow_public_bind:
+        if how == "bind" and not is_loopback(host) and not allow_public_bind:
             raise EndpointError(f"endpoint {text!r}: binding tcp to {host!r} exposes the stream beyond this host; "
                                 f"bind to 127.0.0.1 or set pipeline.allow_public_bind: true")
     return Endpoint(socket=sock, bind=how == "bind", address=address)
 
 
 def open_socket(ctx: zmq.Context, ep: Endpoint, sndhwm: int = Defaults.SNDHWM,
-                rcvhwm: int = Defaults.RCVHWM) -> zmq.Socket:
+                rcvhwm: int = Defaults.RCVHWM, curve: CurveKeys | None = None) -> zmq.Socket:
     sock = ctx.socket(SOCKET_TYPES[ep.socket])
+    if curve is not None:
+        curve.apply(sock)
     sock.setsockopt(zmq.LINGER, Defaults.LINGER_MS)
     sock.setsockopt(zmq.SNDHWM, sndhwm)
     sock.setsockopt(zmq.RCVHWM, rcvhwm)
@@ -137,15 +139,35 @@ class PacketSender:
     ZeroMQ drops for slow subscribers beyond PUB_SNDHWM.
     """
 
-    def __init__(self, ctx: zmq.Context, ep: Endpoint, block: bool, name: str = ""):
+    def __init__(self, ctx: zmq.Context, ep: Endpoint, block: bool, name: str = "",
+                 curve: CurveKeys | None = None, max_fps: float = 0.0,
+                 clock: Callable[[], float] = time.monotonic):
         self.endpoint, self.block, self.name = ep, block, name or str(ep)
         hwm = Defaults.PUB_SNDHWM if ep.socket == "pub" else Defaults.SNDHWM
-        self.sock = open_socket(ctx, ep, sndhwm=hwm)
+        self.sock = open_socket(ctx, ep, sndhwm=hwm, curve=curve)
+        self.watch = HandshakeWatch(self.sock, self.name) if curve is not None and curve.server else None
+        # max_fps > 0 (the live view's feed): packets closer together than 1/max_fps are skipped
+        # before encoding, so a preview costs the pipeline at most max_fps sends a second.
+        self.min_interval_s = 1.0 / max_fps if max_fps > 0 else 0.0
+        self.clock = clock
+        self._last_sent = float("-inf")
         self.sent = 0
         self.dropped = 0
+        self.skipped = 0
+
+    @property
+    def rejected(self) -> int:
+        """Peers refused by CURVE (binding sockets with keys; 0 otherwise)."""
+        return self.watch.rejected if self.watch is not None else 0
 
     def send(self, packet: Packet, keep_trying: Callable[[], bool] = lambda: True) -> bool:
         """True if the packet was queued. EOS packets are always sent blocking (never dropped)."""
+        if self.min_interval_s and not packet.is_eos:
+            now = self.clock()
+            if now - self._last_sent < self.min_interval_s:
+                self.skipped += 1
+                return False
+            self._last_sent = now
         frames = encode(packet)
         if self.endpoint.socket == "pub":
             blocking, give_up = False, 0.0
@@ -167,6 +189,8 @@ class PacketSender:
 
     def close(self, linger_ms: int = Defaults.LINGER_MS) -> None:
         """Close; `linger_ms` > 0 lets already-queued messages (an end-of-stream) go out first."""
+        if self.watch is not None:
+            self.watch.close()
         self.sock.close(linger_ms)
 
 
@@ -178,7 +202,7 @@ class PacketReceiver:
     """
 
     def __init__(self, ctx: zmq.Context, ep: Endpoint, policy: str, name: str = "",
-                 queue_len: int = Defaults.DROP_QUEUE_LEN):
+                 queue_len: int = Defaults.DROP_QUEUE_LEN, curve: CurveKeys | None = None):
         if policy not in POLICIES:
             raise ValueError(f"queue policy {policy!r} not one of {POLICIES}")
         self.endpoint, self.policy, self.name = ep, policy, name or str(ep)
@@ -187,7 +211,8 @@ class PacketReceiver:
         self.corrupt = 0
         self.last_corrupt_reason = ""
         self._seen_reasons: set[str] = set()
-        self.sock = open_socket(ctx, ep)
+        self.sock = open_socket(ctx, ep, curve=curve)
+        self.watch = HandshakeWatch(self.sock, self.name) if curve is not None and curve.server else None
         self._closed = threading.Event()
         if policy == "drop_oldest":
             self._queue: collections.deque[Packet] = collections.deque()
@@ -211,6 +236,11 @@ class PacketReceiver:
             return None
         self.received += 1
         return pkt
+
+    @property
+    def rejected(self) -> int:
+        """Peers refused by CURVE (binding sockets with keys; 0 otherwise)."""
+        return self.watch.rejected if self.watch is not None else 0
 
     @property
     def depth(self) -> int:
@@ -261,4 +291,6 @@ class PacketReceiver:
         self._closed.set()
         if self.policy == "drop_oldest":
             self._thread.join(timeout=1.0)
+        if self.watch is not None:
+            self.watch.close()
         self.sock.close(0)

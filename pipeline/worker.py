@@ -36,6 +36,7 @@ from typing import Any
 import zmq
 
 from pipeline.packet import Packet
+from pipeline.security import Authenticator, CurveKeys, SecurityError, keys_for, needs_curve
 from pipeline.telemetry import NodeStats
 from pipeline.transport import Defaults, PacketReceiver, PacketSender, parse_endpoint
 
@@ -122,8 +123,9 @@ def one_line(e: BaseException) -> str:
 class _Control:
     """JSON messages to the runner. Never blocks: a full control queue loses a stats message."""
 
-    def __init__(self, ctx: zmq.Context, endpoint: str, node: str):
+    def __init__(self, ctx: zmq.Context, endpoint: str, node: str, incarnation: int = 0):
         self.node = node
+        self.incarnation = incarnation      # which start of this node (restarts count up)
         self.sock = ctx.socket(zmq.PUSH)
         try:
             self.sock.setsockopt(zmq.LINGER, Defaults.CONTROL_LINGER_MS)
@@ -135,7 +137,8 @@ class _Control:
 
     def send(self, kind: str, **fields: Any) -> None:
         try:
-            self.sock.send_string(json.dumps({"node": self.node, "type": kind, **fields}, default=str), zmq.NOBLOCK)
+            self.sock.send_string(json.dumps({"node": self.node, "type": kind, "inc": self.incarnation, **fields},
+                                             default=str), zmq.NOBLOCK)
         except (zmq.ZMQError, TypeError, ValueError) as e:
             log.warning("%s: telemetry message %r lost (%s)", self.node, kind, e)
 
@@ -171,21 +174,41 @@ def run_node(spec: dict, ctx: zmq.Context, stop: threading.Event | SignalFlag,
     from pipeline.graph import instantiate   # late: the graph imports stage modules
 
     name, role = spec["name"], spec["role"]
-    control = _Control(ctx, spec["control"], name)
+    control = _Control(ctx, spec["control"], name, int(spec.get("incarnation", 0)))
     stats = NodeStats(name)
     receivers: list[PacketReceiver] = []
     senders: list[PacketSender] = []
     stage = None
     status = 0
     started = False
+    auth = None
     try:
         stage = instantiate(spec)
+        security = spec.get("security") or {}
+
+        def curve(ep) -> CurveKeys | None:
+            # pipeline.security decides per endpoint; the config check already refused missing keys.
+            if not security or not needs_curve(ep.address, security.get("curve", "auto")):
+                return None
+            try:
+                return keys_for(security, ep.bind)
+            except SecurityError:
+                if security.get("insecure"):
+                    return None
+                raise
+
+        eps = [parse_endpoint(i["endpoint"], True) for i in spec["inputs"]] + \
+              [parse_endpoint(o["endpoint"], True) for o in spec["outputs"]]
+        if any(ep.bind and curve(ep) is not None for ep in eps):
+            auth = Authenticator(ctx, security["allowed_clients"])   # lets in only allowed client keys
         for i in spec["inputs"]:
-            receivers.append(PacketReceiver(ctx, parse_endpoint(i["endpoint"], True), i["policy"],
-                                            name=f"{name}<-{i.get('name', '')}", queue_len=i.get("queue_len", 2)))
+            ep = parse_endpoint(i["endpoint"], True)
+            receivers.append(PacketReceiver(ctx, ep, i["policy"], name=f"{name}<-{i.get('name', '')}",
+                                            queue_len=i.get("queue_len", 2), curve=curve(ep)))
         for o in spec["outputs"]:
-            senders.append(PacketSender(ctx, parse_endpoint(o["endpoint"], True), block=o["block"],
-                                        name=f"{name}->{o.get('name', '')}"))
+            ep = parse_endpoint(o["endpoint"], True)
+            senders.append(PacketSender(ctx, ep, block=o["block"], name=f"{name}->{o.get('name', '')}",
+                                        curve=curve(ep), max_fps=float(o.get("max_fps") or 0.0)))
         if role != "source":
             stage.start()
             started = True
@@ -233,13 +256,16 @@ def run_node(spec: dict, ctx: zmq.Context, stop: threading.Event | SignalFlag,
         for s in senders:
             # A clean exit just queued end-of-stream: let it leave. A failed one must not wait.
             s.close(Defaults.FLUSH_LINGER_MS if status == 0 else 0)
+        if auth is not None:
+            auth.stop()
         control.close()
     return status
 
 
 def _counters(receivers: list[PacketReceiver], senders: list[PacketSender]) -> dict:
     return {"drops_in": sum(r.dropped for r in receivers), "drops_out": sum(s.dropped for s in senders),
-            "corrupt": sum(r.corrupt for r in receivers), "depth": sum(r.depth for r in receivers)}
+            "corrupt": sum(r.corrupt for r in receivers), "depth": sum(r.depth for r in receivers),
+            "auth_rejected": sum(x.rejected for x in (*receivers, *senders))}
 
 
 def _stats_extra(stage, receivers, senders) -> dict:

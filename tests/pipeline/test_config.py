@@ -167,8 +167,24 @@ def test_bad_pairs_are_one_line_errors_naming_the_pair_and_key(edit, match):
     assert _pairs_error(edit).startswith(match)
 
 
-def test_only_is_refused_with_pairs():
+def test_only_with_pairs_splits_at_the_fusion_input():
     from pipeline.graph import select_nodes
-    gc = load_graph_config(REPO / "configs" / "pairs.yaml")
-    with pytest.raises(ConfigError, match="--only is not supported with several camera pairs"):
-        select_nodes(build_specs(gc, "thread"), "fusion", gc)
+    ep = {"endpoints": {"fusion": "pull+bind:tcp://127.0.0.1:5999"}}
+    data = yaml.safe_load((REPO / "configs" / "pairs.yaml").read_text())
+    gc = validate({**data, **ep}, "p.yaml")
+    specs = build_specs(gc, "process")
+    # A base name means that node of every pair; the registration -> fusion edge crosses hosts.
+    a = select_nodes(specs, "capture_vis,capture_ir,registration", gc)
+    assert sorted(s.name for s in a) == ["capture_ir@cam1", "capture_ir@cam2", "capture_vis@cam1",
+                                        "capture_vis@cam2", "registration@cam1", "registration@cam2"]
+    b = select_nodes(specs, "fusion,recorder", gc)
+    assert sorted(s.name for s in b) == ["fusion", "recorder@cam1", "recorder@cam2"]
+    # Without endpoints.fusion the crossing edge has nowhere to go.
+    gc0 = validate(data, "p.yaml")
+    with pytest.raises(ConfigError, match="endpoints.fusion: must be set when running --only fusion,recorder"):
+        select_nodes(build_specs(gc0, "process"), "fusion,recorder", gc0)
+    # Per-pair edges (ipc inside one run) cannot cross hosts.
+    with pytest.raises(ConfigError, match="capture_vis@cam1 -> registration@cam1 would cross hosts"):
+        select_nodes(specs, "capture_vis", gc)
+    with pytest.raises(ConfigError, match="fusion -> recorder@cam1 would cross hosts"):
+        select_nodes(specs, "capture_vis,capture_ir,registration,fusion", gc)
