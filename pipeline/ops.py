@@ -401,7 +401,7 @@ class OpsServer:
             p50, p99 = percentiles(lat) if d["role"] != "source" else (None, None)
             stages.append({"name": name, "alive": d["alive"], "fps": float(d["last"].get("fps", 0.0)),
                            "latency_p50_ms": p50, "latency_p99_ms": p99, "drops": d["totals"]["drops"],
-                           "out": d["totals"]["out"], "restarts": d["restarts"]})
+                           "out": d["totals"]["out"], "restarts": d["restarts"], "pid": d["pid"]})
         pkt = self.feed.packet
         frame = None if pkt is None else {"stream": pkt.stream, "seq": pkt.seq, "fuser": pkt.meta.get("fuser"),
                                           "smoke": pkt.meta.get("smoke"), "views": [v for v in VIEWS if _has_view(pkt, v)]}

@@ -89,7 +89,9 @@ class RunResult:
         return {"exit_code": self.exit_code, "reason": self.reason, "elapsed_s": round(self.elapsed_s, 3),
                 "latency_ms": {"p50": p50, "p99": p99, "n": len(lat.latencies) if lat else 0},
                 "nodes": {name: {**{k: v for k, v in view.last.items() if k != "lat_ms"},
-                                 "avg_fps": round(view.avg_fps(), 3)} for name, view in self.views.items()}}
+                                 "avg_fps": round(view.avg_fps(), 3), "restarts": view.restarts,
+                                 "totals": {k: view.total(k) for k in ("in", "out")}, "files": view.files()}
+                          for name, view in self.views.items()}}
 
     def stage(self, name: str) -> dict:
         """The last stats message of a node ({} if it never reported)."""

@@ -119,11 +119,14 @@ def free_port() -> int:
 
 
 def get(url: str, timeout: float = 10.0) -> tuple[int, bytes]:
+    """(status, body); (0, b"") while nothing listens yet."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as r:
             return r.status, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
+    except (urllib.error.URLError, ConnectionError):
+        return 0, b""
 
 
 def frames_total(metrics: str, stage: str) -> float:
