@@ -137,7 +137,7 @@ class Authenticator:
         from zmq.auth.thread import ThreadAuthenticator
         self._auth = ThreadAuthenticator(ctx, log=logging.getLogger("pipeline.security.zap"))
         self._auth.start()
-        self._auth.configure_curve(domain="*", location=allowed_clients)
+        self._auth.configure_curve(domain=ZAP_DOMAIN, location=allowed_clients)
 
     def stop(self) -> None:
         self._auth.stop()
