@@ -150,7 +150,7 @@ class PacketSender:
         # before encoding, so a preview costs the pipeline at most max_fps sends a second.
         self.min_interval_s = 1.0 / max_fps if max_fps > 0 else 0.0
         self.clock = clock
-        self._last_sent = float("-inf")
+        self._next_at: float | None = None
         self.sent = 0
         self.dropped = 0
         self.skipped = 0
@@ -163,11 +163,14 @@ class PacketSender:
     def send(self, packet: Packet, keep_trying: Callable[[], bool] = lambda: True) -> bool:
         """True if the packet was queued. EOS packets are always sent blocking (never dropped)."""
         if self.min_interval_s and not packet.is_eos:
+            # A schedule, not a gap to the last send: frames that come at the cap with jitter
+            # (10 fps camera, 10 fps cap) all pass, and the long-run rate never exceeds max_fps.
             now = self.clock()
-            if now - self._last_sent < self.min_interval_s:
+            if self._next_at is not None and now < self._next_at:
                 self.skipped += 1
                 return False
-            self._last_sent = now
+            base = now if self._next_at is None else max(self._next_at, now - self.min_interval_s)
+            self._next_at = base + self.min_interval_s
         frames = encode(packet)
         if self.endpoint.socket == "pub":
             blocking, give_up = False, 0.0

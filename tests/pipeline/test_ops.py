@@ -96,6 +96,15 @@ def test_preview_sender_skips_packets_beyond_its_fps_cap():
             now[0] = i / 32.0
             sent.append(sender.send(Packet(stream="s", kind="fused", seq=i, t_mono=now[0], t_wall=now[0])))
         assert sum(sent) == 8 and sender.skipped == 24 and sender.dropped == 0
+        # At the cap with jitter (10 fps, each frame 2 ms early or late) every frame passes.
+        sender2 = PacketSender(ctx, parse_endpoint("pub+bind:inproc://preview-cap2"), block=False, max_fps=10.0,
+                               clock=lambda: now[0])
+        passed = []
+        for i in range(50):
+            now[0] = 10.0 + i * 0.1 + (0.002 if i % 2 else -0.002)
+            passed.append(sender2.send(Packet(stream="s", kind="fused", seq=i, t_mono=now[0], t_wall=now[0])))
+        sender2.close()
+        assert sum(passed) >= 48
         assert sender.send(Packet.eos("s"))   # end-of-stream is never skipped
     finally:
         sender.close()
