@@ -184,8 +184,10 @@ class _World:
                                         cv2.INTER_CUBIC, borderMode=cv2.BORDER_WRAP)
         p0, p1 = self.smoke_phase
         # Thickens and thins: a slow swell (~17 s) with a faster flutter (~5 s).
-        envelope = np.clip(0.55 + 0.45 * math.sin(2 * math.pi * t_s / 17.0 + p0)
-                           + 0.15 * math.sin(2 * math.pi * t_s / 5.3 + p1), 0.05, 1.0)
+        # A Python float: a numpy float64 scalar would promote the whole frame to float64 (NEP 50),
+        # which made every frame's blend about 1.5x slower than float32.
+        envelope = float(np.clip(0.55 + 0.45 * math.sin(2 * math.pi * t_s / 17.0 + p0)
+                                 + 0.15 * math.sin(2 * math.pi * t_s / 5.3 + p1), 0.05, 1.0))
         plume = np.clip((noise - 0.25) / 0.5, 0, 1)
         plume = plume * plume * (3 - 2 * plume)                      # smoothstep: soft edges
         height_bias = 0.6 + 0.4 * (ys / VIS_SIZE[1])                 # denser near the ground

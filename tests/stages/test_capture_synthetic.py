@@ -175,3 +175,10 @@ def test_shared_clock_origin_aligns_two_cameras_started_apart():
     assert v[2].t_mono == pytest.approx(i[1].t_mono, abs=1e-6)      # both at 0.1 s after the origin
     assert v[0].t_mono == pytest.approx(origin, abs=1e-6)
     assert abs(v[0].t_wall - (time.time() - (time.monotonic() - origin))) < 0.01
+
+
+def test_frames_are_rendered_in_float32():
+    # A float64 smoke field (a numpy scalar promoting the frame) made rendering ~1.5x slower.
+    from stages.capture.synthetic import _world
+    assert _world(0).smoke_density(3.0, 1.0).dtype == np.float32
+    assert render_thermal_vis_coords(3.0).dtype == np.float32
