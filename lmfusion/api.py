@@ -2,19 +2,23 @@
 
     fuser = lmfusion.load()                      # weights/lmfusion.safetensors, CPU, fp32
     fused = fuser.fuse(vis_bgr, ir_gray)         # HxWx3 BGR uint8 (gray in -> gray out)
-    clean = fuser.clear(vis_bgr)                 # the visible image with the smoke removed
+    clean = fuser.clear(vis_bgr, ir_gray)        # the visible image with the smoke removed (ir optional)
+    res = fuser.fuse_batch_full([vis], [ir])[0]  # .fused, .t (HxW transmission), .smoke (coverage, mean_t)
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import cv2
 import numpy as np
+import torch
 
 from .engines import make_engine
 from .errors import ConfigError, InputError, WeightsError
-from .networks import STRATEGIES
+from .networks import NEEDS_T, STRATEGIES, clear_weight
+from .smoke_model import dehaze, smoke_stats
 from .weights import DEFAULT_FILE, load_model
 
 MODEL_FILES = {"default": DEFAULT_FILE, "paper": "lmfusion_paper.safetensors",
@@ -51,11 +55,22 @@ def _merge_y(y: np.ndarray, crcb: np.ndarray | None) -> np.ndarray:
     return cv2.cvtColor(np.dstack([y, crcb]), cv2.COLOR_YCrCb2BGR)
 
 
+@dataclass
+class FusionResult:
+    """One fused pair: ``fused`` (as ``Fuser.fuse`` returns), the smoke model's transmission
+    ``t`` (HxW float32 in [0, 1], 1 = clear air; None without a smoke model) and its summary
+    ``smoke`` = {"coverage": fraction of pixels with t < 0.5, "mean_t"} (None likewise)."""
+    fused: np.ndarray
+    t: np.ndarray | None = None
+    smoke: dict | None = None
+
+
 class Fuser:
-    """Fuses registered VIS/IR pairs; see ``fuse``, ``fuse_batch``, ``clear``."""
+    """Fuses registered VIS/IR pairs; see ``fuse``, ``fuse_batch``, ``fuse_batch_full``, ``clear``."""
 
     def __init__(self, engine, multiple: int, strategy: str, chroma: str = "vis",
-                 provenance: dict | None = None, model_name: str = "", min_size: int = 1):
+                 provenance: dict | None = None, model_name: str = "", min_size: int = 1,
+                 smoke=None):
         if strategy not in STRATEGIES:
             raise ConfigError(f"strategy {strategy!r}: expected one of: {', '.join(STRATEGIES)}")
         if chroma not in ("vis", "average"):
@@ -66,6 +81,7 @@ class Fuser:
         self.strategy, self.chroma = strategy, chroma
         self.provenance = provenance or {}
         self.model_name = model_name
+        self.smoke = smoke  # SmokeNet (torch, CPU fp32) or None for a latent-mapping model
 
     @property
     def name(self) -> str:
@@ -118,29 +134,80 @@ class Fuser:
     def fuse_batch(self, vis_list: Sequence[np.ndarray], ir_list: Sequence[np.ndarray],
                    strategy: str | None = None) -> list[np.ndarray]:
         """Fuse B pairs of one size in one engine call (VIS and IR share one encoder batch)."""
+        return [r.fused for r in self.fuse_batch_full(vis_list, ir_list, strategy)]
+
+    @torch.inference_mode()
+    def _estimate(self, vis_list, ir_list) -> tuple[np.ndarray, list[np.ndarray]]:
+        """The smoke model on B images of one size -> (t (B,1,H,W) float32, dehazed VIS list)."""
+        rgb = torch.from_numpy(np.stack([v if v.ndim == 3 else v[..., None] for v in vis_list]))
+        rgb = rgb.permute(0, 3, 1, 2).flip(1).float() / 255  # (B, 3|1, H, W) RGB; gray stays 1 channel
+        ir = None
+        if ir_list is not None:
+            ir = torch.from_numpy(np.stack(ir_list))[:, None].float() / 255
+        t, a = self.smoke(rgb, ir)
+        j = dehaze(rgb, t, a, self.smoke.cfg.t0)
+        j = (j.flip(1).permute(0, 2, 3, 1) * 255 + 0.5).clamp(0, 255).to(torch.uint8).numpy()
+        jl = [j[b] if vis_list[b].ndim == 3 else j[b, ..., 0] for b in range(len(vis_list))]
+        return t.numpy(), jl
+
+    def fuse_batch_full(self, vis_list: Sequence[np.ndarray], ir_list: Sequence[np.ndarray],
+                        strategy: str | None = None) -> list[FusionResult]:
+        """``fuse_batch`` that also returns the smoke model's transmission and summary per pair.
+
+        With a smoke model: VIS is dehazed (J = (I - A) / max(t, t0) + A, in colour), J and IR
+        are fused (a NEEDS_T strategy weighs them by t), and the chroma is J's, faded towards
+        gray where the smoke left nothing to recover.
+        """
         strategy = strategy or self.strategy
         if strategy not in STRATEGIES:
             raise ConfigError(f"strategy {strategy!r}: expected one of: {', '.join(STRATEGIES)}")
         vy, cc, iy = self._prepare(vis_list, ir_list)
+        t = None
+        if self.smoke is not None:
+            t, jl = self._estimate(vis_list, iy)
+            vy, cc = zip(*(_split_y(j) for j in jl))
         va, h, w = self._pad(vy)
         ia, _, _ = self._pad(iy)
-        out = self.engine.fuse(va, ia, strategy)  # (B, 1, Hp, Wp)
+        tp = None
+        if t is not None and strategy in NEEDS_T:
+            tp = np.pad(t, ((0, 0), (0, 0), (0, va.shape[2] - h), (0, va.shape[3] - w)), mode="edge")
+        out = self.engine.fuse(va, ia, strategy, t=tp) if tp is not None else self.engine.fuse(va, ia, strategy)
         res = []
         for b, c in enumerate(cc):
             if c is not None and self.chroma == "average":
                 c = ((c.astype(np.uint16) + 128) // 2).astype(np.uint8)
-            res.append(_merge_y(self._to_u8(out[b], h, w), c))
+            elif c is not None and t is not None:
+                wc = clear_weight(torch.from_numpy(t[b, 0])).numpy()[..., None]
+                c = (128 + (c.astype(np.float32) - 128) * wc + 0.5).astype(np.uint8)
+            tb = None if t is None else t[b, 0]
+            res.append(FusionResult(_merge_y(self._to_u8(out[b], h, w), c), tb,
+                                    None if tb is None else smoke_stats(torch.from_numpy(tb))))
         return res
 
-    def clear(self, vis: np.ndarray) -> np.ndarray:
-        """decoder(LMF(encoder(Y))) with the chroma put back; same conventions as ``fuse``."""
-        return self.clear_batch([vis])[0]
+    def smoke_map(self, vis: np.ndarray, ir: np.ndarray | None = None) -> np.ndarray:
+        """The transmission t of the smoke over ``vis`` (HxW float32, 1 = clear air)."""
+        if self.smoke is None:
+            raise ConfigError(f"model {self.model_name!r} has no smoke model (mapping 'latent')")
+        vy, _, iy = self._prepare([vis], [ir if ir is not None else _gray_of(vis)])
+        return self._estimate([vis], None if ir is None else iy)[0][0, 0]
 
-    def clear_batch(self, vis_list: Sequence[np.ndarray]) -> list[np.ndarray]:
-        vy, cc, _ = self._prepare(vis_list, [v if v.ndim == 2 else v[..., 0] for v in vis_list])
+    def clear(self, vis: np.ndarray, ir: np.ndarray | None = None) -> np.ndarray:
+        """The visible image with the smoke removed, in colour; ``ir`` (optional) helps the
+        smoke model find the smoke. Latent-mapping models: decoder(LMF(encoder(Y))), chroma back."""
+        return self.clear_batch([vis], None if ir is None else [ir])[0]
+
+    def clear_batch(self, vis_list: Sequence[np.ndarray],
+                    ir_list: Sequence[np.ndarray] | None = None) -> list[np.ndarray]:
+        vy, cc, iy = self._prepare(vis_list, ir_list if ir_list is not None else [_gray_of(v) for v in vis_list])
+        if self.smoke is not None:
+            return self._estimate(vis_list, None if ir_list is None else iy)[1]
         va, h, w = self._pad(vy)
         out = self.engine.clear(va)
         return [_merge_y(self._to_u8(out[b], h, w), c) for b, c in enumerate(cc)]
+
+
+def _gray_of(img: np.ndarray) -> np.ndarray:
+    return img if img.ndim == 2 else img[..., 0]
 
 
 def load(weights_dir: str | Path = "weights", device: str = "cpu", precision: str = "fp32",
@@ -164,5 +231,12 @@ def load(weights_dir: str | Path = "weights", device: str = "cpu", precision: st
         raise WeightsError(f"{p}: weights file not found (expected the shipped weights/ folder or "
                            f"a file written by 'python -m lmfusion train')")
     net, prov = load_model(p)
+    smoke = None
+    if net.cfg.mapping == "smoke":  # a copy: the engine may move or cast ``net``
+        from .smoke_model import SmokeNet
+        smoke = SmokeNet(net.cfg.smoke)
+        smoke.load_state_dict(net.smoke.state_dict())
+        smoke.eval()
     eng = make_engine(engine, net, device, precision, **(engine_options or {}))
-    return Fuser(eng, net.size_multiple, strategy or net.cfg.strategy, chroma, prov, net.cfg.name, net.min_size)
+    return Fuser(eng, net.size_multiple, strategy or net.cfg.strategy, chroma, prov, net.cfg.name,
+                 net.min_size, smoke)

@@ -17,7 +17,7 @@ import numpy as np
 
 from .errors import ConfigError, InputError
 
-__all__ = ["fuse_average", "fuse_laplacian"]
+__all__ = ["fuse_average", "fuse_laplacian", "dehaze_dcp"]
 
 
 def _gray_u8(img: np.ndarray, name: str) -> np.ndarray:
@@ -100,3 +100,39 @@ def fuse_laplacian(vis: np.ndarray, ir: np.ndarray, levels: int = 4) -> np.ndarr
         fused = cv2.add(cv2.pyrUp(fused, dstsize=(lap.shape[1], lap.shape[0])), lap)
     y = np.clip(fused + 0.5, 0, 255).astype(np.uint8)  # +0.5 then truncate = round half up
     return _merge(y, ycrcb)
+
+
+def _guided(guide: np.ndarray, src: np.ndarray, r: int, eps: float) -> np.ndarray:
+    """Guided filter (He et al. 2010), float32 HxW guide and source."""
+    box = lambda x: cv2.boxFilter(x, -1, (2 * r + 1, 2 * r + 1), borderType=cv2.BORDER_REFLECT)
+    mg, ms = box(guide), box(src)
+    a = (box(guide * src) - mg * ms) / (box(guide * guide) - mg * mg + eps)
+    b = ms - a * mg
+    return box(a) * guide + box(b)
+
+
+def dehaze_dcp(vis: np.ndarray, patch: int = 15, omega: float = 0.95, t0: float = 0.1,
+               radius: int = 40, eps: float = 1e-3) -> np.ndarray:
+    """Dark channel prior dehazing (He, Sun & Tang 2009), t refined by the guided filter (He et
+    al. 2010), the standard settings of both papers: the classical reference for ``clear()``.
+
+    ``vis`` HxWx3 BGR or HxW gray uint8 -> the same shape, uint8. A from the 0.1 % haziest
+    pixels (highest dark channel), the brightest of them per channel.
+    """
+    if not isinstance(vis, np.ndarray) or vis.dtype != np.uint8 or vis.ndim not in (2, 3):
+        raise InputError(f"vis: expected an HxW or HxWx3 uint8 image, got {getattr(vis, 'shape', type(vis))}")
+    img = vis.astype(np.float32) / 255
+    k = cv2.getStructuringElement(cv2.MORPH_RECT, (patch, patch))
+    mins = img.min(2) if img.ndim == 3 else img
+    dark = cv2.erode(mins, k)
+    top = np.argsort(dark.ravel())[-max(1, dark.size // 1000):]
+    flat = img.reshape(-1, img.shape[2] if img.ndim == 3 else 1)
+    a = np.maximum(flat[top].max(0), 1e-3)
+    norm = img / a.reshape((1, 1, -1) if img.ndim == 3 else ())
+    t = 1 - omega * cv2.erode(norm.min(2) if norm.ndim == 3 else norm, k)
+    gray = cv2.cvtColor(vis, cv2.COLOR_BGR2GRAY).astype(np.float32) / 255 if vis.ndim == 3 else img
+    t = np.maximum(_guided(gray, t.astype(np.float32), radius, eps), t0)
+    if img.ndim == 3:
+        t, a = t[..., None], a.reshape(1, 1, -1)
+    out = (img - a) / t + a
+    return np.clip(out * 255 + 0.5, 0, 255).astype(np.uint8)

@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 
 from .data import IMAGE_EXTS
-from .errors import InputError
+from .errors import InputError, LMFusionError
 
 
 def _inputs(path: Path) -> list[Path]:
@@ -53,12 +53,16 @@ def _fuse(args) -> int:
 def _clear(args) -> int:
     f = _fuser(args)
     vis, out = _inputs(Path(args.vis)), Path(args.o)
+    irs = _inputs(Path(args.ir)) if args.ir else [None] * len(vis)
+    if len(irs) != len(vis):
+        raise InputError(f"--ir {args.ir}: {len(irs)} images for {len(vis)} VIS images")
     many = len(vis) > 1 or not out.suffix
     if many:
         out.mkdir(parents=True, exist_ok=True)
-    for v in vis:
+    for v, i in zip(vis, irs):
         dst = out / f"{v.stem}.png" if many else out
-        cv2.imwrite(str(dst), f.clear(_read(v, cv2.IMREAD_COLOR)))
+        ir = None if i is None else _read(i, cv2.IMREAD_GRAYSCALE)
+        cv2.imwrite(str(dst), f.clear(_read(v, cv2.IMREAD_COLOR), ir))
         print(dst)
     return 0
 
@@ -71,6 +75,16 @@ def _evaluate(args) -> int:
     for m in args.models:
         fusers[m] = load(args.weights, model=m)
         files[m] = Path(args.weights) / MODEL_FILES[m]
+    for spec in args.compare or []:
+        name, _, path = spec.partition("=")
+        if not path:
+            raise LMFusionError(f"--compare {spec!r}: expected NAME=PATH.safetensors")
+        fusers[name], files[name] = load(path), Path(path)
+    if args.resolution_scale > 1:  # the CPU real-time option: the first model at reduced resolution
+        m = args.models[0]
+        name = f"{m} at 1/{args.resolution_scale}"
+        fusers[name] = load(args.weights, model=m, engine_options={"resolution_scale": args.resolution_scale})
+        files[name] = files[m]
     run(fusers, files, Path(args.out), sots_limit=args.sots_limit, limit=args.limit)
     print((Path(args.out) / "results.md").read_text())
     return 0
@@ -94,13 +108,17 @@ def register(sub) -> None:
     f.set_defaults(fn=_fuse)
     c = sub.add_parser("clear", help="remove smoke from visible images")
     c.add_argument("--vis", required=True)
+    c.add_argument("--ir", help="the registered IR image(s): help the smoke model find the smoke")
     c.add_argument("-o", required=True)
     _common(c)
     c.set_defaults(fn=_clear)
     e = sub.add_parser("evaluate", help="quality tables + image grid vs the baselines")
     e.add_argument("--weights", default="weights")
-    e.add_argument("--models", nargs="+", default=["default", "paper"], choices=["default", "paper", "fast"])
+    e.add_argument("--models", nargs="+", default=["default"], choices=["default", "paper", "fast"])
     e.add_argument("--out", default="docs/eval")
     e.add_argument("--limit", type=int, default=None, help="use the first N test pairs")
     e.add_argument("--sots-limit", type=int, default=None, help="use the first N SOTS pairs")
+    e.add_argument("--compare", nargs="*", metavar="NAME=PATH", help="more weights files to evaluate beside")
+    e.add_argument("--resolution-scale", type=int, default=2,
+                   help="also evaluate the first model at 1/N resolution (the CPU real-time option); 1 = no")
     e.set_defaults(fn=_evaluate)

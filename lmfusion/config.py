@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigError
+from .smoke_model import SmokeNetConfig
 
-FORMAT_VERSION = 1  # bump when the weights layout or the meaning of a config field changes
+FORMAT_VERSION = 2  # bump when the weights layout or the meaning of a config field changes
+READABLE_VERSIONS = ("1", "2")  # 2 added the smoke-model mapping; a version-1 file is a latent-mapping model
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,10 @@ class ModelConfig:
     lmf: LMFConfig = field(default_factory=LMFConfig)
     strategy: str = "average"   # default fusion strategy (see lmfusion.networks.STRATEGIES)
     lmf_on_ir: bool = True      # the paper maps both latents with LMF
+    # What the mapping network does: "latent" = LMF maps a smoky latent to a clean one (the
+    # paper); "smoke" = SmokeNet estimates transmission and airlight (lmfusion.smoke_model)
+    mapping: str = "latent"
+    smoke: SmokeNetConfig = field(default_factory=SmokeNetConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -63,7 +69,11 @@ class ModelConfig:
         d = dict(d)
         ae = _build(AutoencoderConfig, d.pop("autoencoder", {}), f"{where}.autoencoder")
         lmf = _build(LMFConfig, d.pop("lmf", {}), f"{where}.lmf")
-        return _build(cls, {**d, "autoencoder": ae, "lmf": lmf}, where)
+        smoke = _build(SmokeNetConfig, d.pop("smoke", {}), f"{where}.smoke")
+        cfg = _build(cls, {**d, "autoencoder": ae, "lmf": lmf, "smoke": smoke}, where)
+        if cfg.mapping not in ("latent", "smoke"):
+            raise ConfigError(f"{where}.mapping: {cfg.mapping!r}, expected 'latent' or 'smoke'")
+        return cfg
 
 
 def _build(cls, d: dict[str, Any], where: str):

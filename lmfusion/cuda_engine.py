@@ -194,7 +194,10 @@ class TorchStageOps:
         """-> float32 (B, 1, H, W) on the device (cast back so download is a plain copy)."""
         mf = torch.channels_last if self.cuda else torch.contiguous_format
         x = [d.to(self.dtype).contiguous(memory_format=mf) for d in s.dev_in]
-        out = self.model.clear(x[0]) if s.strategy is None else self.model(x[0], x[1], strategy=s.strategy)
+        if s.strategy is None:
+            out = self.model.clear(x[0])
+        else:
+            out = self.model(x[0], x[1], strategy=s.strategy, t=x[2] if len(x) > 2 else None)
         return out.float().contiguous()
 
     def download(self, slot: int, after) -> Any:
@@ -251,13 +254,19 @@ class CudaStreamEngine:
                              f"{getattr(a, 'shape', type(a).__name__)}")
         return a
 
-    def submit(self, vis_y: np.ndarray, ir_y: np.ndarray, strategy: str, tag: Hashable = None) -> None:
-        """Enqueue one fuse call (float32 (B,1,H,W) x 2); its result comes from ``collect``."""
+    def _fuse_inputs(self, vis_y, ir_y, strategy: str, t) -> list[np.ndarray]:
         if strategy not in STRATEGIES:
             raise LMFusionError(f"strategy {strategy!r}: expected one of: {', '.join(STRATEGIES)}")
         if self._check(vis_y, "vis_y").shape != self._check(ir_y, "ir_y").shape:
             raise InputError(f"vis_y {vis_y.shape} and ir_y {ir_y.shape}: expected equal shapes")
-        self.scheduler.submit((strategy, [vis_y, ir_y]), tag)
+        if t is not None and self._check(t, "t").shape != vis_y.shape:
+            raise InputError(f"t {t.shape} and vis_y {vis_y.shape}: expected equal shapes")
+        return [vis_y, ir_y] if t is None else [vis_y, ir_y, t]
+
+    def submit(self, vis_y: np.ndarray, ir_y: np.ndarray, strategy: str, tag: Hashable = None,
+               t: np.ndarray | None = None) -> None:
+        """Enqueue one fuse call (float32 (B,1,H,W) x 2, and t); its result comes from ``collect``."""
+        self.scheduler.submit((strategy, self._fuse_inputs(vis_y, ir_y, strategy, t)), tag)
 
     def submit_clear(self, y: np.ndarray, tag: Hashable = None) -> None:
         self.scheduler.submit((None, [self._check(y, "y")]), tag)
@@ -276,12 +285,8 @@ class CudaStreamEngine:
             self.scheduler.submit((strategy, [a[i:i + step] for a in arrays]), i)
         return np.concatenate([r for _, r in self.scheduler.collect(block=True)], axis=0)
 
-    def fuse(self, vis_y: np.ndarray, ir_y: np.ndarray, strategy: str) -> np.ndarray:
-        if strategy not in STRATEGIES:
-            raise LMFusionError(f"strategy {strategy!r}: expected one of: {', '.join(STRATEGIES)}")
-        if self._check(vis_y, "vis_y").shape != self._check(ir_y, "ir_y").shape:
-            raise InputError(f"vis_y {vis_y.shape} and ir_y {ir_y.shape}: expected equal shapes")
-        return self._run([vis_y, ir_y], strategy)
+    def fuse(self, vis_y: np.ndarray, ir_y: np.ndarray, strategy: str, t: np.ndarray | None = None) -> np.ndarray:
+        return self._run(self._fuse_inputs(vis_y, ir_y, strategy, t), strategy)
 
     def clear(self, y: np.ndarray) -> np.ndarray:
         return self._run([self._check(y, "y")], None)

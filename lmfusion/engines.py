@@ -1,7 +1,8 @@
 """Inference engines: run the network on (B, 1, H, W) float32 luminance arrays.
 
 An engine owns the device, precision and runtime; the Fuser owns image conventions (colour,
-padding, validation). Every engine implements ``fuse(vis_y, ir_y, strategy)`` and ``clear(y)``
+padding, validation). Every engine implements ``fuse(vis_y, ir_y, strategy, t=None)`` (t: the smoke model's
+transmission, for strategies in NEEDS_T) and ``clear(y)``
 on numpy arrays, so the Fuser and the pipeline never see torch or ONNX Runtime directly.
 """
 from __future__ import annotations
@@ -11,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import LMFusionError
-from .networks import LMFusionNet, STRATEGIES
+from .networks import LMFusionNet, STRATEGIES, clear_weight
 
 
 def check_device(device: str, precision: str) -> None:
@@ -43,8 +44,9 @@ class TorchEngine:
         return t.contiguous(memory_format=torch.channels_last) if self.device.type == "cuda" else t
 
     @torch.inference_mode()
-    def fuse(self, vis_y: np.ndarray, ir_y: np.ndarray, strategy: str) -> np.ndarray:
-        out = self.model(self._in(vis_y), self._in(ir_y), strategy=strategy)
+    def fuse(self, vis_y: np.ndarray, ir_y: np.ndarray, strategy: str, t: np.ndarray | None = None) -> np.ndarray:
+        tt = None if t is None else self._in(t)
+        out = self.model(self._in(vis_y), self._in(ir_y), strategy=strategy, t=tt)
         return out.float().cpu().numpy()
 
     @torch.inference_mode()
@@ -90,11 +92,24 @@ class ReducedResEngine:
         out = self._up(torch.from_numpy(np.ascontiguousarray(out_lo, dtype=np.float32))) + detail
         return out[:, :, :h, :w].clamp(0, 1).numpy()
 
-    def fuse(self, vis_y: np.ndarray, ir_y: np.ndarray, strategy: str) -> np.ndarray:
+    def fuse(self, vis_y: np.ndarray, ir_y: np.ndarray, strategy: str, t: np.ndarray | None = None) -> np.ndarray:
         lv, dv = self._split(vis_y)
         li, di = self._split(ir_y)
-        detail = torch.where(dv.abs() >= di.abs(), dv, di)
-        out_lo = self.inner.fuse(lv.numpy(), li.numpy(), strategy)
+        t_lo = None
+        if t is not None:  # the VIS detail counts where the smoke left some (clear_weight)
+            t_lo, _ = self._split(t)
+            wv = clear_weight(torch.from_numpy(np.ascontiguousarray(t, dtype=np.float32)))
+            wv = F.pad(wv, (0, dv.shape[3] - wv.shape[3], 0, dv.shape[2] - wv.shape[2]), mode="replicate")
+            t_lo = t_lo.numpy()
+            # VIS detail unless the IR's is 2x stronger where the air is clear (fuse_transmission's
+            # vis_bias 4 is on energy), the IR's in thick smoke
+            detail = torch.where((2.0 * wv * dv).abs() >= di.abs(), dv, di)
+        else:
+            detail = torch.where(dv.abs() >= di.abs(), dv, di)
+        if t_lo is None:
+            out_lo = self.inner.fuse(lv.numpy(), li.numpy(), strategy)
+        else:
+            out_lo = self.inner.fuse(lv.numpy(), li.numpy(), strategy, t=t_lo)
         return self._finish(out_lo, detail, *vis_y.shape[2:])
 
     def clear(self, y: np.ndarray) -> np.ndarray:

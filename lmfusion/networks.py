@@ -10,6 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import AutoencoderConfig, LMFConfig, ModelConfig
+from .smoke_model import SmokeNet
 
 
 def conv3(cin: int, cout: int, dilation: int = 1) -> nn.Conv2d:
@@ -380,6 +381,53 @@ def fuse_detail_denoise(a: torch.Tensor, b: torch.Tensor, levels: int = 3, power
     return out
 
 
+def _weighted_mean(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Per image and channel mean of x weighted by w: (B,C,H,W), (B,1,H,W) -> (B,C,1,1)."""
+    return (x * w).sum((2, 3), keepdim=True) / (w.sum((2, 3), keepdim=True) + 1e-6)
+
+
+def clear_weight(t: torch.Tensor, t_lo: float = 0.15, t_hi: float = 0.6) -> torch.Tensor:
+    """How much the dehazed VIS is trusted, from the transmission: a smoothstep from 0 at
+    ``t_lo`` (thick smoke: nothing left to recover) to 1 at ``t_hi``. (B,1,H,W) -> (B,1,H,W)."""
+    w = ((t - t_lo) / (t_hi - t_lo)).clamp(0, 1)
+    return w * w * (3 - 2 * w)
+
+
+def fuse_transmission(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor, levels: int = 4,
+                      power: float = 8.0, t_lo: float = 0.1, t_hi: float = 0.5,
+                      hot: float = 0.5, vis_bias: float = 4.0) -> torch.Tensor:
+    """Latent Laplacian pyramid of the dehazed VIS ``a`` and the LWIR ``b``, steered by the
+    transmission ``t`` (B,1,H,W) of the smoke over VIS.
+
+    - Detail: soft selection by local 3x3 energy (E^(power/2) weights, as ``detail_soft``), the
+      VIS energy scaled by ``vis_bias`` * w, w = clear_weight(t): in clear air the VIS detail
+      unless the IR's is ``vis_bias`` times stronger, in thick smoke the IR's. ``vis_bias`` sets
+      the trade between keeping the visible scene (SSIM with VIS) and IR edges (Qabf).
+    - Base: w * VIS + (1 - w) * IR shaded to the scene's tone (IR base shifted to the mean the
+      VIS base has where the air is clear), plus IR hot spots (where the IR base exceeds the VIS
+      base by more than 2 std of the IR base).
+    - w is taken down the pyramid with the images, so seams along smoke edges are as smooth as
+      the base level (no halo).
+    Clear air (t = 1) gives the VIS scene with IR detail and hot spots added.
+    """
+    w = clear_weight(t, t_lo, t_hi)
+    his = []
+    for _ in range(levels):
+        if min(a.shape[-2:]) < 4:
+            break
+        (a_lo, a_hi), (b_lo, b_hi) = _split(a), _split(b)
+        wa = _soft_weight(vis_bias * w * _local_energy(a_hi), _local_energy(b_hi), power, 1.0)
+        his.append(wa * a_hi + (1 - wa) * b_hi)
+        a, b, w = a_lo, b_lo, _blur_down(w)
+    b_mean = b.mean((2, 3), keepdim=True)
+    b_std = (b - b_mean).pow(2).mean((2, 3), keepdim=True).sqrt()
+    tone = b - _weighted_mean(b, w + 1e-3) + _weighted_mean(a, w + 1e-3)
+    out = w * a + (1 - w) * tone + hot * w * (b - a - 2 * b_std).clamp(min=0)
+    for hi in reversed(his):
+        out = _up(out, hi.shape[-2:]) + hi
+    return out
+
+
 STRATEGIES = {
     "average": fuse_average,
     "channel_avg": lambda a, b: fuse_channel(a, b, "avg"),
@@ -390,37 +438,56 @@ STRATEGIES = {
     "detail": fuse_detail,
     "detail_soft": fuse_detail_soft,
     "detail_denoise": fuse_detail_denoise,
+    "transmission": fuse_transmission,
 }
+# Strategies that take the smoke model's transmission t (B,1,H,W) as a third input.
+NEEDS_T = {"transmission"}
 
 
 class LMFusionNet(nn.Module):
-    """The whole model. ``forward(vis_y, ir_y)`` -> fused Y; ``clear(y)`` -> smoke-free Y."""
+    """The whole model: encoder, mapping network, fusion, decoder.
+
+    mapping "smoke": ``smoke(vis_rgb, ir) -> (t, A)`` estimates the smoke (lmfusion.smoke_model);
+    the caller dehazes VIS with it and ``forward(clear_y, ir_y, t=t)`` fuses with the
+    transmission-aware rule. mapping "latent" (the paper): ``forward(vis_y, ir_y)`` maps both
+    latents with LMF before fusing; ``clear(y)`` = decoder(LMF(encoder(y))).
+    """
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
         self.encoder = Encoder(cfg.autoencoder)
         self.decoder = Decoder(cfg.autoencoder)
-        self.lmf = LMF(cfg.lmf, cfg.autoencoder.latent_channels)
+        if cfg.mapping == "smoke":
+            self.smoke = SmokeNet(cfg.smoke)
+        else:
+            self.lmf = LMF(cfg.lmf, cfg.autoencoder.latent_channels)
         self.strategy = cfg.strategy
 
     @property
     def size_multiple(self) -> int:
         """H and W must be multiples of this (inputs are padded to it by the Fuser)."""
-        return self.cfg.lmf.scale
+        return self.cfg.lmf.scale if self.cfg.mapping == "latent" else 1
 
     @property
     def min_size(self) -> int:
         """Smallest H and W the network runs on: every reflect-padded conv of the LMF trunk
         (1/scale resolution, dilation d) needs more than d pixels there."""
+        if self.cfg.mapping == "smoke":
+            return 8
         lmf = self.cfg.lmf
         return lmf.scale * (max(lmf.dilations, default=1) + 1)
 
-    def forward(self, vis_y: torch.Tensor, ir_y: torch.Tensor, strategy: str | None = None) -> torch.Tensor:
-        """vis_y, ir_y: (B, 1, H, W) in [0, 1] -> fused Y (B, 1, H, W) in [0, 1]."""
+    def forward(self, vis_y: torch.Tensor, ir_y: torch.Tensor, strategy: str | None = None,
+                t: torch.Tensor | None = None) -> torch.Tensor:
+        """vis_y, ir_y: (B, 1, H, W) in [0, 1] -> fused Y (B, 1, H, W) in [0, 1]. ``t`` (B,1,H,W):
+        the transmission, for strategies in NEEDS_T (clear air when None)."""
         B = vis_y.shape[0]
+        strategy = strategy or self.strategy
         z = self.encoder(torch.cat([vis_y, ir_y], dim=0))  # one batch: (2B, C, H, W)
-        if self.cfg.lmf_on_ir:
+        if self.cfg.mapping == "smoke":
+            zv, zi = z[:B], z[B:]
+        elif self.cfg.lmf_on_ir:
             z = self.lmf(z)
             zv, zi = z[:B], z[B:]
         else:
@@ -428,11 +495,18 @@ class LMFusionNet(nn.Module):
         # The fusion rule runs in float32 even in an fp16 network: its energy ratios use 1e-12
         # guards, which are 0 in fp16 (a flat, e.g. saturated, region would give 0/0 = NaN).
         # The latents have 3 channels, so this costs little.
-        fused = STRATEGIES[strategy or self.strategy](zv.float(), zi.float()).to(zv.dtype)
-        return self.decoder(fused).clamp(0, 1)
+        if strategy in NEEDS_T:
+            t = torch.ones_like(vis_y) if t is None else t
+            fused = STRATEGIES[strategy](zv.float(), zi.float(), t.float())
+        else:
+            fused = STRATEGIES[strategy](zv.float(), zi.float())
+        return self.decoder(fused.to(zv.dtype)).clamp(0, 1)
 
     def clear(self, y: torch.Tensor) -> torch.Tensor:
-        """(B, 1, H, W) -> decoder(LMF(encoder(y))) clamped to [0, 1]."""
+        """(B, 1, H, W) -> decoder(LMF(encoder(y))) clamped to [0, 1] (latent mapping only;
+        a smoke-mapping model clears in colour: lmfusion.api.Fuser.clear)."""
+        if self.cfg.mapping == "smoke":
+            raise ValueError("a smoke-mapping model clears with smoke() and dehaze(), not clear()")
         return self.decoder(self.lmf(self.encoder(y))).clamp(0, 1)
 
     def reconstruct(self, y: torch.Tensor) -> torch.Tensor:
@@ -453,7 +527,8 @@ def lively_random_model(cfg: ModelConfig, seed: int = 0) -> LMFusionNet:
             if p.abs().max() == 0:
                 p.normal_(0, 0.1)
         x = torch.rand(2, 1, 64, 64)
-        pre = net.decoder(net.lmf(net.encoder(x)))
+        mapped = net.lmf if cfg.mapping == "latent" else (lambda z: z)
+        pre = net.decoder(mapped(net.encoder(x)))
         net.decoder.out.weight.mul_(0.25 / (pre.std() + 1e-6))
-        net.decoder.out.bias.add_(0.5 - net.decoder(net.lmf(net.encoder(x))).mean())
+        net.decoder.out.bias.add_(0.5 - net.decoder(mapped(net.encoder(x))).mean())
     return net

@@ -34,7 +34,7 @@ import torch
 
 from .config import FORMAT_VERSION
 from .errors import InputError, LMFusionError
-from .networks import LMFusionNet, STRATEGIES
+from .networks import LMFusionNet, NEEDS_T, STRATEGIES
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ EXPORT_VERSION = 2  # 2: fusion rule in float32 inside fp16 graphs. Bump when th
 EXPORT_SIDE = 64    # H = W of the tracing input; a multiple of every LMF scale (1, 2, 4, 8)
 # Strategies whose torch code branches on the input size: the exported graph keeps the branch
 # taken at EXPORT_SIDE, which is the torch branch only for sides >= this many pixels.
-MIN_SIDE = {"detail": 32, "detail_soft": 32, "detail_denoise": 16}  # 4 (denoise: 3) pyramid levels; the torch code stops below 4 px
+MIN_SIDE = {"detail": 32, "detail_soft": 32, "detail_denoise": 16, "transmission": 32}  # 4 (denoise: 3) pyramid levels; the torch code stops below 4 px
 NO_ONNX = {"channel_nuclear": "needs an SVD (nuclear norm), for which ONNX has no operator"}
 
 CPU_EP, CUDA_EP, TRT_EP = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
@@ -70,8 +70,8 @@ class _FuseGraph(torch.nn.Module):
         super().__init__()
         self.net, self.strategy = net, strategy
 
-    def forward(self, vis_y: torch.Tensor, ir_y: torch.Tensor) -> torch.Tensor:
-        return self.net(vis_y, ir_y, strategy=self.strategy)
+    def forward(self, vis_y: torch.Tensor, ir_y: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(vis_y, ir_y, strategy=self.strategy, t=t)
 
 
 class _ClearGraph(torch.nn.Module):
@@ -98,6 +98,8 @@ def export_onnx(model: LMFusionNet, graph: str, path: Path, dtype: str = "fp32",
             raise LMFusionError(f"strategy {strategy!r} cannot run in ONNX Runtime: it {NO_ONNX[strategy]}; "
                                 f"use engine='torch' or another strategy")
         module, names_in, names_out = _FuseGraph(model, strategy), ["vis_y", "ir_y"], ["fused_y"]
+        if strategy in NEEDS_T:
+            names_in.append("t")
     else:
         raise LMFusionError(f"graph {graph!r}: expected 'clear' or 'fuse_<strategy>' with a strategy "
                             f"from: {', '.join(STRATEGIES)}")
@@ -230,15 +232,17 @@ class OrtEngine:
                              f"got {a.shape[2]}x{a.shape[3]} (use engine='torch' for smaller images)")
         return np.ascontiguousarray(a, dtype=np.float16 if self.dtype == "fp16" else np.float32)
 
-    def fuse(self, vis_y: np.ndarray, ir_y: np.ndarray, strategy: str) -> np.ndarray:
-        """(B, 1, H, W) float32 x 2 -> fused (B, 1, H, W) float32 in [0, 1]."""
+    def fuse(self, vis_y: np.ndarray, ir_y: np.ndarray, strategy: str, t: np.ndarray | None = None) -> np.ndarray:
+        """(B, 1, H, W) float32 x 2 (x 3 with the transmission t) -> fused (B, 1, H, W) float32."""
         if strategy not in STRATEGIES:
             raise LMFusionError(f"strategy {strategy!r}: expected one of: {', '.join(STRATEGIES)}")
         if vis_y.shape != ir_y.shape:
             raise InputError(f"vis_y {vis_y.shape} and ir_y {ir_y.shape}: expected equal shapes")
         sess = self._session(f"fuse_{strategy}")
-        out = sess.run(None, {"vis_y": self._check(vis_y, "vis_y", strategy),
-                              "ir_y": self._check(ir_y, "ir_y", strategy)})[0]
+        feeds = {"vis_y": self._check(vis_y, "vis_y", strategy), "ir_y": self._check(ir_y, "ir_y", strategy)}
+        if strategy in NEEDS_T:
+            feeds["t"] = self._check(np.ones_like(vis_y) if t is None else t, "t", strategy)
+        out = sess.run(None, feeds)[0]
         return out.astype(np.float32, copy=False)
 
     def clear(self, y: np.ndarray) -> np.ndarray:

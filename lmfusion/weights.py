@@ -14,7 +14,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
-from .config import FORMAT_VERSION, ModelConfig
+from .config import FORMAT_VERSION, READABLE_VERSIONS, ModelConfig
 from .errors import ConfigError, WeightsError
 from .networks import LMFusionNet
 
@@ -55,9 +55,9 @@ def load_model(path: Path, expect: ModelConfig | None = None) -> tuple[LMFusionN
     if meta.get("format") != "lmfusion":
         raise WeightsError(f"{path}: not an lmfusion weights file (metadata format="
                            f"{meta.get('format')!r}, expected 'lmfusion')")
-    if meta.get("format_version") != str(FORMAT_VERSION):
+    if meta.get("format_version") not in READABLE_VERSIONS:
         raise WeightsError(f"{path}: weights format version {meta.get('format_version')!r}, "
-                           f"this lmfusion reads version {FORMAT_VERSION}")
+                           f"this lmfusion reads versions {', '.join(READABLE_VERSIONS)}")
     try:
         cfg = ModelConfig.from_dict(json.loads(meta["config"]), where=f"{path}:config")
     except (KeyError, json.JSONDecodeError, ConfigError, TypeError) as e:

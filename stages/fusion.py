@@ -2,7 +2,9 @@
 
 Input: pair packets, buffers {"vis": HxWx3 uint8 BGR or HxW uint8, "ir": HxW uint8} (same H, W).
 Output: the same packet as kind "fused" with buffers {"vis", "ir", "fused"}; "fused" is HxWx3 BGR
-when VIS is colour, else HxW. meta["fuser"] names the fuser that made it ("lmfusion",
+when VIS is colour, else HxW. With a smoke model (the shipped lmfusion weights) also buffer "smoke"
+(HxW uint8, the transmission t * 255: 0 = opaque smoke, 255 = clear air) and meta["smoke"] =
+{"coverage": fraction of pixels with t < 0.5, "mean_t": mean t}, both in [0, 1]. meta["fuser"] names the fuser that made it ("lmfusion",
 "laplacian" or "average"), so a recording or a detector never has to guess.
 
 Which fuser runs is chosen in the config and never changes silently:
@@ -172,7 +174,7 @@ class FusionStage:
                 self._use_classical(cfg.fallback)
                 return
             self.fuser_name = "lmfusion"
-            self._fuse_batch = fuser.fuse_batch
+            self._fuse_batch = fuser.fuse_batch_full  # FusionResult: fused + the smoke map
             log.info("fusion: %s (max_batch %d, max_wait_ms %g)", fuser.name, cfg.max_batch, cfg.max_wait_ms)
             return
         self._use_classical(cfg.fuser)
@@ -232,9 +234,14 @@ class FusionStage:
             if p.is_eos:
                 out.append(p)
                 continue
-            f = np.ascontiguousarray(next(it))
+            f, meta, extra = next(it), {**p.meta, "fuser": self.fuser_name}, {}
+            if hasattr(f, "fused"):  # lmfusion's FusionResult
+                if f.t is not None:  # the smoke model's transmission: summary + map (0 = opaque, 255 = clear)
+                    meta["smoke"] = f.smoke
+                    extra["smoke"] = np.clip(f.t * 255 + 0.5, 0, 255).astype(np.uint8)
+                f = f.fused
             out.append(Packet(stream=p.stream, kind="fused", seq=p.seq, t_mono=p.t_mono, t_wall=p.t_wall, pts=p.pts,
-                              buffers={**p.buffers, "fused": f}, meta={**p.meta, "fuser": self.fuser_name}))
+                              buffers={**p.buffers, "fused": np.ascontiguousarray(f), **extra}, meta=meta))
             self.counts["fused"] += 1
             self.per_stream[p.stream] = self.per_stream.get(p.stream, 0) + 1
         return out

@@ -4,6 +4,7 @@ import torch.nn.functional as F
 
 from lmfusion.config import PRESETS, ConfigError, ModelConfig, preset
 from lmfusion.networks import LMF, STRATEGIES, LMFusionNet, fuse_detail, fuse_detail_denoise, fuse_detail_soft
+from lmfusion.networks import NEEDS_T
 
 
 @pytest.mark.parametrize("name", ["paper", "tiny"])
@@ -41,7 +42,8 @@ def test_scaled_trunk_rejects_odd_sizes_with_a_clear_message():
 @pytest.mark.parametrize("name", [s for s in STRATEGIES if s != "detail_denoise"])
 def test_every_strategy_of_identical_inputs_returns_that_input(name):
     a = torch.rand(1, 3, 16, 20) + 0.1
-    assert torch.allclose(STRATEGIES[name](a, a.clone()), a, atol=1e-5)
+    extra = (torch.rand(1, 1, 16, 20),) if name in NEEDS_T else ()  # any transmission
+    assert torch.allclose(STRATEGIES[name](a, a.clone(), *extra), a, atol=1e-5)
 
 
 def test_denoise_detail_of_identical_structured_inputs_returns_that_input():
