@@ -8,5 +8,7 @@
 - worker.py    the loop around one stage (thread or process): receive, process, send, report
 - runner.py    starts, watches and stops the nodes; one shutdown path; exit codes
 - telemetry.py status line, exit summary
-See docs/streaming.md.
+- ops.py       the HTTP server: Prometheus /metrics, /health, the live view (liveview.html)
+- security.py  CURVE keys and authentication for tcp endpoints (python -m pipeline keys)
+See docs/streaming.md and docs/operations.md.
 """
