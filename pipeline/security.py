@@ -131,16 +131,35 @@ def check_endpoint(address: str, bind: bool, security: dict, where: str) -> bool
 
 
 class Authenticator:
-    """The ZAP handler of one zmq.Context: lets in the client keys of `allowed_clients`."""
+    """The ZAP handler of one zmq.Context: lets in the client keys of `allowed_clients`.
+
+    A context has one ZAP endpoint, so nodes sharing a context (thread mode) share one handler:
+    the first creates it, the last stop() ends it."""
+
+    _shared: dict[int, list] = {}        # id(ctx) -> [ThreadAuthenticator, users]
+    _lock = threading.Lock()
 
     def __init__(self, ctx: zmq.Context, allowed_clients: str):
         from zmq.auth.thread import ThreadAuthenticator
-        self._auth = ThreadAuthenticator(ctx, log=logging.getLogger("pipeline.security.zap"))
-        self._auth.start()
-        self._auth.configure_curve(domain=ZAP_DOMAIN, location=allowed_clients)
+        self._key = id(ctx)
+        with self._lock:
+            entry = self._shared.get(self._key)
+            if entry is None:
+                auth = ThreadAuthenticator(ctx, log=logging.getLogger("pipeline.security.zap"))
+                auth.start()
+                auth.configure_curve(domain=ZAP_DOMAIN, location=allowed_clients)
+                entry = self._shared[self._key] = [auth, 0]
+            entry[1] += 1
 
     def stop(self) -> None:
-        self._auth.stop()
+        with self._lock:
+            entry = self._shared.get(self._key)
+            if entry is None:
+                return
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self._shared[self._key]
+                entry[0].stop()
 
 
 class HandshakeWatch:

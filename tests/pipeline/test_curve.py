@@ -158,3 +158,29 @@ def test_two_hosts_on_loopback_with_curve_reject_an_unauthenticated_sender(tmp_p
     files = sorted((tmp_path / "rec").glob("fused_*.mp4"))
     with av.open(str(files[0])) as c:
         assert sum(1 for _ in c.decode(c.streams.video[0])) == b["recorder"]["stage"]["frames_written"]
+
+
+def test_nodes_sharing_a_context_share_one_zap_handler(tmp_path):
+    """Thread mode: every node's sockets live in one context, which has one ZAP endpoint."""
+    from pipeline.security import Authenticator, keys_for
+    from pipeline.transport import open_socket, parse_endpoint
+    k = tmp_path / "keys"
+    make_keys(k, ["hostA"])
+    sec = {"server_key": str(k / "server.key_secret"), "allowed_clients": str(k / "allowed_clients"),
+           "client_key": str(k / "hostA.key_secret"), "server_public_key": str(k / "server.key")}
+    ctx, ctx2 = zmq.Context(), zmq.Context()
+    a = Authenticator(ctx, sec["allowed_clients"])
+    b = Authenticator(ctx, sec["allowed_clients"])      # a second node: no second bind of the ZAP endpoint
+    a.stop()                                            # the first node ends; the handler stays for b
+    port = free_port("127.0.0.1")
+    srv = open_socket(ctx, parse_endpoint(f"pull+bind:tcp://127.0.0.1:{port}"), curve=keys_for(sec, True))
+    cli = open_socket(ctx2, parse_endpoint(f"push+connect:tcp://127.0.0.1:{port}"), curve=keys_for(sec, False))
+    try:
+        cli.send(b"hello")
+        assert srv.poll(10_000) and srv.recv() == b"hello"
+    finally:
+        cli.close(0)
+        srv.close(0)
+        b.stop()
+        ctx.term()
+        ctx2.term()
