@@ -41,7 +41,7 @@ from stages.capture.synthetic import IR_SIZE, TRUE_IR_FROM_VIS, render_pair  # n
 from stages.fusion import FusionConfig, FusionStage  # noqa: E402
 
 MODELS = {  # name -> FusionConfig keys (the configs shipped for them)
-    "fast": {"model": "fast", "resolution_scale": 2},      # configs/fast_cpu.yaml, configs/pairs.yaml
+    "fast": {"model": "fast", "resolution_scale": 2},      # what fusion auto runs on a CPU (configs/demo.yaml)
     "default": {"model": "default", "resolution_scale": 1},  # configs/demo.yaml
 }
 

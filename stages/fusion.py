@@ -55,7 +55,8 @@ class FusionConfig:
     model: Literal["auto", "default", "paper", "fast"] = AUTO  # auto: default on CUDA, fast on the CPU
                                                     # (fast: distilled CPU real-time option)
     resolution_scale: int | Literal["auto"] = AUTO  # 2 = network at half resolution, detail added back
-                                                    # (the CPU real-time option); 1 = full; auto: 1 on CUDA, 2 on the CPU
+                                                    # (the CPU real-time option); 1 = full; auto: 1 on CUDA; on
+                                                    # the CPU per frame size, 2 or 4 (cpu_scale: network <= 160x128 px)
     threads: int = 0                                # lmfusion only: inference threads (onnxruntime intra-op,
                                                     # torch set_num_threads); 0 = the engine's default
                                                     # (engine auto on a CPU: 1, the other core captures/encodes)
@@ -90,13 +91,27 @@ class FusionConfig:
 
 
 # What "auto" means per device: the full model in fp16 on a GPU; on a CPU the real-time option,
-# the distilled `fast` model at half resolution on ONNX Runtime, one intra-op thread
+# the distilled `fast` model on ONNX Runtime, one intra-op thread, the network at 1/2 or 1/4 of
+# the frame size (resolution_scale stays "auto": cpu_scale() decides per frame size)
 # (docs/inference.md, "The CPU real-time option").
 AUTO_CHOICES = {
     "cuda": {"model": "default", "engine": "torch", "precision": "fp16", "resolution_scale": 1},
-    "cpu": {"model": "fast", "engine": "onnxruntime", "precision": "fp32", "resolution_scale": 2},
+    "cpu": {"model": "fast", "engine": "onnxruntime", "precision": "fp32", "resolution_scale": AUTO},
 }
 AUTO_CPU_THREADS = 1
+# The network's input on a CPU, px: 160x128 (a 320x256 IR frame at 1/2) costs ~50 CPU-ms per
+# pair with `fast`, half of the 100 ms a 10 fps camera leaves. Larger frames get a larger factor.
+CPU_NET_PIXELS = 160 * 128
+CPU_SCALES = (2, 4)
+
+
+def cpu_scale(w: int, h: int) -> int:
+    """resolution_scale for a w x h frame on the CPU: the smallest of CPU_SCALES that brings the
+    network's input to at most CPU_NET_PIXELS (4 when none does)."""
+    for s in CPU_SCALES:
+        if (w // s) * (h // s) <= CPU_NET_PIXELS:
+            return s
+    return CPU_SCALES[-1]
 
 
 def cuda_available() -> bool:
@@ -128,7 +143,9 @@ def resolve_auto(cfg: FusionConfig, has_cuda: bool) -> tuple[FusionConfig, str]:
         raise FusionError(f"fusion.precision: fp16 needs CUDA, but device is {device} ({why}); "
                           f"set fusion.precision: fp32 or auto")
     res = dataclasses.replace(cfg, device=device, threads=threads, **pick)
-    scale = f" at 1/{res.resolution_scale} resolution" if res.resolution_scale != 1 else ""
+    scale = f" at 1/{res.resolution_scale} resolution" if res.resolution_scale not in (1, AUTO) else ""
+    if res.resolution_scale == AUTO:
+        scale = " at 1/2 or 1/4 resolution (network <= 160x128 px)"
     thr = f", {res.threads} thread{'s' if res.threads > 1 else ''}" if res.threads else ""
     what = f"{device}: model {res.model}{scale} on {res.engine} {res.precision}{thr}"
     if not auto:
@@ -147,6 +164,8 @@ class FusionStage:
         self._has_cuda = has_cuda          # injectable: tests choose the machine
         self.choice = ""                   # lmfusion: what resolve_auto chose and why (one line)
         self.fuser_name = ""
+        self._resolved = config            # lmfusion: the section with "auto" decided (resolve_auto)
+        self._fusers: dict[int, object] = {}   # lmfusion: resolution_scale -> lmfusion Fuser
         self._fuse_batch: Callable[[list, list], list] | None = None
         self.counts = {"fused": 0, "batches": 0, "fuse_calls": 0, "max_batch_seen": 0}
         self.per_stream: dict[str, int] = {}   # fused pairs per camera pair (packet.stream)
@@ -156,14 +175,14 @@ class FusionStage:
         if cfg.fuser == "lmfusion":
             cfg, self.choice = resolve_auto(cfg, self._has_cuda())
             log.info("fusion: %s", self.choice)
+            self._resolved = cfg
+            # auto on a CPU: the 1/2 model now (the demo's 320x256; load errors surface here), 1/4 on first use
+            scale = 2 if cfg.resolution_scale == AUTO else cfg.resolution_scale
             try:
-                import lmfusion
                 if cfg.threads and cfg.engine == "torch":
                     import torch
                     torch.set_num_threads(cfg.threads)
-                fuser = lmfusion.load(weights_dir=cfg.weights_dir, device=cfg.device, precision=cfg.precision,
-                                      engine=cfg.engine, strategy=cfg.strategy or None, model=cfg.model,
-                                      engine_options=cfg.engine_options())
+                fuser = self._load(scale)
             except Exception as e:  # WeightsError, missing package, CUDA absent: all mean "cannot run"
                 reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
                 if cfg.fallback == "none":
@@ -173,11 +192,32 @@ class FusionStage:
                             reason, cfg.fallback)
                 self._use_classical(cfg.fallback)
                 return
+            self._fusers = {scale: fuser}
             self.fuser_name = "lmfusion"
-            self._fuse_batch = fuser.fuse_batch_full  # FusionResult: fused + the smoke map
+            self._fuse_batch = lambda vs, irs: self.fuser_for(vs[0].shape[1], vs[0].shape[0]).fuse_batch(vs, irs)
             log.info("fusion: %s (max_batch %d, max_wait_ms %g)", fuser.name, cfg.max_batch, cfg.max_wait_ms)
             return
         self._use_classical(cfg.fuser)
+
+    def _load(self, scale: int):
+        """lmfusion.load(...) of the resolved section at this resolution_scale."""
+        import lmfusion
+        cfg = dataclasses.replace(self._resolved, resolution_scale=scale)
+        return lmfusion.load(weights_dir=cfg.weights_dir, device=cfg.device, precision=cfg.precision,
+                             engine=cfg.engine, strategy=cfg.strategy or None, model=cfg.model,
+                             engine_options=cfg.engine_options())
+
+    def fuser_for(self, w: int, h: int):
+        """The lmfusion Fuser for w x h frames: the one loaded, or with resolution_scale auto on
+        a CPU the one at cpu_scale(w, h), loaded (and logged) on the first frame of that size."""
+        if self._resolved.resolution_scale != AUTO:
+            return next(iter(self._fusers.values()))
+        scale = cpu_scale(w, h)
+        if scale not in self._fusers:
+            self._fusers[scale] = self._load(scale)
+            log.info("fusion: %dx%d frames: %s (resolution_scale auto: network at %dx%d)",
+                     w, h, self._fusers[scale].name, w // scale, h // scale)
+        return self._fusers[scale]
 
     def _use_classical(self, name: str) -> None:
         from lmfusion import baselines

@@ -10,7 +10,7 @@ from pipeline.graph import build_specs, load_graph_config, validate
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("name", ["demo.yaml", "rtsp.yaml", "files.yaml", "fast_cpu.yaml", "pairs.yaml"])
+@pytest.mark.parametrize("name", ["demo.yaml", "rtsp.yaml", "files.yaml", "pairs.yaml"])
 def test_shipped_configs_validate(name):
     gc = load_graph_config(REPO / "configs" / name)
     assert gc.pipeline.stream and gc.fusion.fuser in ("lmfusion", "laplacian", "average")

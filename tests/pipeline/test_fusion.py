@@ -124,16 +124,16 @@ def test_fast_model_at_half_resolution_loads_as_configured(tmp_path):
     out = st.process_batch([pair(0, h=128, w=160), pair(1, h=128, w=160)])   # LMF needs > 8 px at 1/8
     assert [p.meta["fuser"] for p in out] == ["lmfusion", "lmfusion"]
     assert out[0].buffers["fused"].shape == (128, 160, 3)
-    assert st._fuse_batch.__self__.engine.name == "torch@1/2"
+    assert st.fuser_for(160, 128).engine.name == "torch@1/2"
 
 
 def test_auto_on_a_cpu_machine_picks_the_cpu_real_time_option():
     from stages.fusion import resolve_auto
     cfg, why = resolve_auto(FusionConfig(fuser="lmfusion"), has_cuda=False)
     assert (cfg.device, cfg.model, cfg.engine, cfg.precision, cfg.resolution_scale, cfg.threads) == \
-        ("cpu", "fast", "onnxruntime", "fp32", 2, 1)
+        ("cpu", "fast", "onnxruntime", "fp32", "auto", 1)          # scale: per frame size (cpu_scale)
     assert "torch sees no CUDA device" in why and "CPU real-time option" in why and "\n" not in why
-    assert cfg.engine_options() == {"resolution_scale": 2, "threads": 1}
+    assert cfg.engine_options() == {"threads": 1}
 
 
 def test_auto_on_a_cuda_machine_picks_the_full_model_in_fp16():
@@ -148,7 +148,7 @@ def test_auto_on_a_cuda_machine_picks_the_full_model_in_fp16():
 def test_explicit_values_win_over_auto():
     from stages.fusion import resolve_auto
     cfg, why = resolve_auto(FusionConfig(fuser="lmfusion", model="paper", threads=2), has_cuda=False)
-    assert (cfg.device, cfg.model, cfg.engine, cfg.resolution_scale, cfg.threads) == ("cpu", "paper", "onnxruntime", 2, 2)
+    assert (cfg.device, cfg.model, cfg.engine, cfg.resolution_scale, cfg.threads) == ("cpu", "paper", "onnxruntime", "auto", 2)
     assert "set: model" in why
     # device cpu on a GPU machine: the CPU choices, because the device was asked for
     cfg, why = resolve_auto(FusionConfig(fuser="lmfusion", device="cpu"), has_cuda=True)
@@ -184,8 +184,20 @@ def test_the_stage_logs_and_reports_what_auto_chose(tmp_path, caplog):
     st = FusionStage(FusionConfig(fuser="lmfusion", weights_dir=str(tmp_path)), has_cuda=lambda: False)
     with caplog.at_level(logging.INFO):
         st.start()
-    assert st._fuse_batch.__self__.engine.name == "onnxruntime@1/2"
+    assert st.fuser_for(320, 256).engine.name == "onnxruntime@1/2"
     lines = [r.getMessage() for r in caplog.records if "CPU real-time option" in r.getMessage()]
-    assert len(lines) == 1 and lines[0].startswith("fusion: cpu: model fast at 1/2 resolution on onnxruntime fp32")
+    assert len(lines) == 1 and lines[0].startswith("fusion: cpu: model fast at 1/2 or 1/4 resolution")
     assert st.stats()["choice"] == lines[0].removeprefix("fusion: ")
     assert st.process(pair(0, h=128, w=160)).buffers["fused"].shape == (128, 160, 3)
+    # A larger camera: the network stays at <= 160x128 px, loaded and logged on its first frame.
+    with caplog.at_level(logging.INFO):
+        out = st.process(pair(1, h=512, w=640))
+    assert out.buffers["fused"].shape == (512, 640, 3)
+    assert st.fuser_for(640, 512).engine.name == "onnxruntime@1/4"
+    assert any("640x512 frames" in r.getMessage() and "network at 160x128" in r.getMessage() for r in caplog.records)
+
+
+def test_cpu_scale_keeps_the_network_at_160x128_or_less():
+    from stages.fusion import cpu_scale
+    assert [cpu_scale(w, h) for w, h in ((160, 128), (320, 256), (640, 480), (640, 512), (1280, 1024))] == \
+        [2, 2, 4, 4, 4]
