@@ -59,9 +59,10 @@ def free_port() -> int:
 class RtspTestServer:
     """tests/rtsp_server.py as a child process on a fixed loopback port: start, kill, start again."""
 
-    def __init__(self, port: int, auth: bool = True) -> None:
+    def __init__(self, port: int, auth: bool = True, scene: Path | None = None) -> None:
         self.port = port
         self.auth = auth
+        self.scene = scene       # a folder with vis.png and ir.png: also serve /scene_vis, /scene_ir
         self.proc: subprocess.Popen | None = None
 
     def url(self, mount: str = "/vis", auth: bool | None = None) -> str:
@@ -76,6 +77,8 @@ class RtspTestServer:
         cmd = [SYSTEM_PYTHON, str(SERVER), "--port", str(self.port)]
         if self.auth:
             cmd += ["--user", RTSP_USER, "--password", RTSP_PASSWORD]
+        if self.scene is not None:
+            cmd += ["--scene", str(self.scene)]
         deadline = time.monotonic() + timeout_s
         while True:
             self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -119,6 +122,27 @@ def rtsp_server():
     if reason:
         pytest.skip(reason)
     server = RtspTestServer(free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+@pytest.fixture
+def rtsp_scene_server(tmp_path_factory):
+    """Like rtsp_server, also serving one clear synthetic street seen by a VIS camera (640x480,
+    /scene_vis) and an IR camera of another size (320x256, /scene_ir): a rig with no calibration."""
+    reason = rtsp_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    import cv2
+    from stages.capture.synthetic import render_pair
+    scene = tmp_path_factory.mktemp("scene")
+    vis, ir = render_pair(2.0, seed=0, smoke=0.0)
+    cv2.imwrite(str(scene / "vis.png"), vis)
+    cv2.imwrite(str(scene / "ir.png"), ir)
+    server = RtspTestServer(free_port(), scene=scene)
     server.start()
     try:
         yield server

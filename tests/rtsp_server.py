@@ -5,7 +5,8 @@ Run with Debian's python3 (it has the GObject bindings; the venv does not):
     /usr/bin/python3 tests/rtsp_server.py --port 8554
     /usr/bin/python3 tests/rtsp_server.py --port 8554 --user admin --password s3cret
 Then: rtsp://127.0.0.1:8554/vis (640x480 colour, 20 fps), rtsp://127.0.0.1:8554/ir
-(320x256 gray, 10 fps) and rtsp://127.0.0.1:8554/stall (a session that opens and never sends
+(320x256 gray, 10 fps), with --scene DIR /scene_vis and /scene_ir (one still scene, two sizes)
+and rtsp://127.0.0.1:8554/stall (a session that opens and never sends
 a frame, like a camera that half-recovered). Each client gets its own pipeline (unshared media), so a test's
 reconnect starts a fresh stream. Prints "READY <port>" on stdout once listening. SIGTERM or
 SIGKILL stops it; it can be restarted on the same port at once.
@@ -39,6 +40,24 @@ def launch_line(width: int, height: int, fps: int, pattern: str, fmt: str) -> st
             f"! rtph264pay name=pay0 pt=96 config-interval=1 )")
 
 
+# --scene DIR: one still scene seen by two cameras of different sizes (DIR/vis.png, DIR/ir.png:
+# a VIS picture and the IR picture of the same scene), served as live streams with no
+# calibration known to the client (the test of starting without one).
+SCENE_MOUNTS = {
+    # mount: (file, width, height, fps, caps format)
+    "/scene_vis": ("vis.png", 640, 480, 20, "I420"),
+    "/scene_ir": ("ir.png", 320, 256, 10, "GRAY8"),
+}
+
+
+def scene_launch_line(path: str, width: int, height: int, fps: int, fmt: str) -> str:
+    return (f"( filesrc location={path} ! pngdec ! imagefreeze is-live=true ! videoconvert ! videoscale "
+            f"! video/x-raw,width={width},height={height},framerate={fps}/1,format={fmt} "
+            f"! videoconvert ! video/x-raw,format=I420 "
+            f"! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={max(1, fps // 2)} "
+            f"! rtph264pay name=pay0 pt=96 config-interval=1 )")
+
+
 # The encoder runs (so the session can be described and played) but every packet is dropped.
 STALL_LAUNCH = ("( videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=10/1 "
                 "! x264enc tune=zerolatency speed-preset=ultrafast ! identity drop-probability=1.0 "
@@ -51,6 +70,8 @@ def main() -> int:
     ap.add_argument("--host", default="127.0.0.1", help="bind address (default loopback)")
     ap.add_argument("--user", default=None, help="require basic auth with this user")
     ap.add_argument("--password", default=None, help="password for --user")
+    ap.add_argument("--scene", default=None, metavar="DIR",
+                    help="also serve DIR/vis.png at /scene_vis (640x480) and DIR/ir.png at /scene_ir (320x256 gray)")
     args = ap.parse_args()
 
     Gst.init(None)
@@ -66,6 +87,9 @@ def main() -> int:
         server.set_auth(auth)
     launches = {path: launch_line(*spec) for path, spec in MOUNTS.items()}
     launches["/stall"] = STALL_LAUNCH
+    if args.scene:
+        for path, (name, *spec) in SCENE_MOUNTS.items():
+            launches[path] = scene_launch_line(f"{args.scene}/{name}", *spec)
     for path, launch in launches.items():
         factory = GstRtspServer.RTSPMediaFactory()
         factory.set_launch(launch)
