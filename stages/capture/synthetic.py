@@ -97,6 +97,8 @@ class _World:
         self.smoke_phase = rng.uniform(0, 2 * np.pi, 2)
         # A small bank of sensor noise frames, picked by time: cheap and deterministic.
         self.vis_noise = rng.normal(0, 2.0, (4, VIS_SIZE[1], VIS_SIZE[0], 3)).astype(np.float32)
+        self.airlight_vis = np.broadcast_to(_AIRLIGHT_VIS, (VIS_SIZE[1], VIS_SIZE[0], 3)).astype(np.float32)
+        self.airlight_noise_vis = self.vis_noise + self.airlight_vis    # what render_vis adds, per noise frame
         self.ir_noise = rng.normal(0, 2.5, (4, IR_SIZE[1], IR_SIZE[0])).astype(np.float32)
 
     @staticmethod
@@ -318,9 +320,16 @@ def render_vis(t_s: float, seed: int = 0, scene: str = "smoke", smoke: float = 1
         _draw_target(vis, np.zeros(vis.shape[:2], np.float32), t_s)
         return vis
     world.draw_objects(vis, None, t_s)
-    trans = np.exp(-_K_VIS * world.smoke_density(t_s, smoke))[..., None]
-    out = vis.astype(np.float32) * trans + _AIRLIGHT_VIS * (1 - trans) + world.vis_noise[_noise_index(t_s)]
-    return np.clip(out, 0, 255).astype(np.uint8)
+    # vis * trans + airlight * (1 - trans) + noise, as (vis - airlight) * trans + (airlight + noise)
+    # in OpenCV's in-place float32 ops: 10.1 -> 7.4 CPU-ms per frame (numpy's broadcasting made
+    # five full-size temporaries); results within 1 grey level of the numpy expression.
+    trans = cv2.exp(world.smoke_density(t_s, smoke) * np.float32(-_K_VIS))
+    out = vis.astype(np.float32)
+    cv2.subtract(out, world.airlight_vis, out)
+    cv2.multiply(out, cv2.merge((trans, trans, trans)), out)
+    cv2.add(out, world.airlight_noise_vis[_noise_index(t_s)], out)
+    np.clip(out, 0, 255, out=out)
+    return out.astype(np.uint8)
 
 
 def render_thermal_vis_coords(t_s: float, seed: int = 0, scene: str = "smoke", smoke: float = 1.0) -> np.ndarray:
