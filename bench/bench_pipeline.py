@@ -1,0 +1,173 @@
+"""Per-stage cost of one fused pair of the demo pipeline, and the pipeline's overhead above the model.
+
+    python bench/bench_pipeline.py                  # the demo: synthetic VIS 640x480@20 + IR 320x256@10, fusion auto
+    python bench/bench_pipeline.py --iters 100 --fuser-threads 1
+
+Runs every step a fused pair goes through, in this process, on the demo's frames, with the
+stages' own code (no sockets): the wire codec on each of the 4 process hops (VIS x2 and IR into
+registration, the pair into fusion, the fused packet out to the recorder and the detector feed),
+registration (pairing + the VIS->IR warp), the fusion stage split into the model alone (the
+engine call on the network-sized inputs), the reduced-resolution wrapper (down-sampling, detail,
+up-sampling) and the Fuser's colour conversion/padding, and the recorder's H.264 encode. Each
+step's cost is the median process CPU time per fused pair (load-independent: what one idle core
+spends), so the table is comparable across runs on a shared machine. The synthetic cameras'
+rendering is the cameras' work, not the pipeline's, and is listed apart.
+
+overhead = (every pipeline step but the model) / (the model alone): the CPU the pipeline spends
+per pair beyond the network. The ZeroMQ transfer itself (ipc) is not in the table: it is a
+kernel copy of the same bytes the codec rows already handle, measured at ~0.05 ms per hop.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+# As the runner starts every stage: one OpenMP thread, so thread CPU time is the whole cost.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+from pipeline.codec import decode, encode  # noqa: E402
+from pipeline.packet import Packet  # noqa: E402
+
+
+def cpu_ms(fn: Callable[[], object], iters: int, warmup: int = 2) -> float:
+    """Median CPU milliseconds of one call (time.process_time: every thread of this process, so
+    libraries that use helper threads, x264 and ONNX Runtime among them, are counted in full)."""
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(iters):
+        t = time.process_time()
+        fn()
+        out.append(time.process_time() - t)
+    return statistics.median(out) * 1e3
+
+
+def hop(packet: Packet) -> Packet:
+    """What one process hop costs besides the kernel copy: encode on one side, decode on the other."""
+    return decode([bytes(f) if not isinstance(f, bytes) else f for f in encode(packet)])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap.add_argument("--iters", type=int, default=40, help="timed calls per step (median)")
+    ap.add_argument("--config", default=str(REPO / "configs" / "demo.yaml"), help="pipeline YAML (its fusion section)")
+    args = ap.parse_args(argv)
+
+    from pipeline.graph import load_graph_config
+    from stages.capture.synthetic import render_ir, render_vis
+    from stages.fusion import FusionStage, cuda_available, resolve_auto
+    from stages.registration import RegistrationStage
+    from stages.sinks.recorder import RecorderConfig, RecorderSink
+
+    gc = load_graph_config(args.config)
+    fcfg, choice = resolve_auto(gc.fusion, cuda_available())
+    t = 1.0
+    vis_img, ir_img = render_vis(t), render_ir(t)
+    vis_pkt = Packet("demo", "frame", 0, t, 1e9, pts=t, buffers={"vis": vis_img}, meta={"modality": "vis"})
+    ir_pkt = Packet("demo", "frame", 0, t + 0.002, 1e9, pts=t, buffers={"ir": ir_img}, meta={"modality": "ir"})
+
+    reg = RegistrationStage(gc.registration)
+    reg.start()
+
+    def register_one() -> Packet:
+        # A fresh pair of the same frames: pairing + warp + the pair packet, as the stage runs it.
+        reg._vis.clear(), reg._ir.clear()
+        reg._vis.append(vis_pkt)
+        reg._ir.append(ir_pkt)
+        return reg._match(final=True)[0]
+
+    pair = register_one()
+    fusion = FusionStage(fcfg)
+    fusion.start()
+    fuser = fusion.fuser_for(pair.buffers["ir"].shape[1], pair.buffers["ir"].shape[0]) if fcfg.fuser == "lmfusion" else None
+    fused = fusion.process(pair)
+
+    rows: list[tuple[str, str, float]] = []
+    n = args.iters
+    rows.append(("capture (camera)", "render VIS 640x480 x2 (20 fps per 10 fps pair)", 2 * cpu_ms(lambda: render_vis(t), n // 4 or 1)))
+    rows.append(("capture (camera)", "render IR 320x256", cpu_ms(lambda: render_ir(t), n // 4 or 1)))
+    rows.append(("hop", "VIS frame -> registration (codec) x2", 2 * cpu_ms(lambda: hop(vis_pkt), n)))
+    rows.append(("hop", "IR frame -> registration (codec)", cpu_ms(lambda: hop(ir_pkt), n)))
+    rows.append(("registration", "pairing + VIS->IR warp", cpu_ms(register_one, n)))
+    rows.append(("hop", "pair -> fusion (codec)", cpu_ms(lambda: hop(pair), n)))
+    model_ms = None
+    if fuser is not None:
+        eng = fuser.engine
+        inner = getattr(eng, "inner", eng)
+        vy, cc, iy = fuser._prepare([pair.buffers["vis"]], [pair.buffers["ir"]])
+        va, h, w = fuser._pad(vy)
+        ia, _, _ = fuser._pad(iy)
+        if inner is not eng:
+            lv, _ = eng._split(va)
+            li, _ = eng._split(ia)
+            lv, li = lv.numpy(), li.numpy()
+        else:
+            lv, li = va, ia
+        model_ms = cpu_ms(lambda: inner.fuse(lv, li, fuser.strategy), n)
+        rows.append(("fusion", f"model alone ({inner.name}, {lv.shape[3]}x{lv.shape[2]})", model_ms))
+        out_lo = inner.fuse(lv, li, fuser.strategy)
+        if inner is not eng:
+            import torch
+
+            def around() -> None:
+                # ReducedResEngine.fuse without the inner call: down-sample, detail choice, up + add
+                a, dv = eng._split(va)
+                b, di = eng._split(ia)
+                detail = torch.where(dv.abs() >= di.abs(), dv, di)
+                eng._finish(out_lo, detail, h, w)
+            rows.append(("fusion", f"reduced resolution: down, detail, up ({eng.name})", cpu_ms(around, n)))
+        out_full = eng.fuse(va, ia, fuser.strategy)
+
+        def colour() -> None:
+            # Fuser.fuse_batch without the engine: YCrCb split, padding to float, back to uint8 BGR
+            vy2, cc2, iy2 = fuser._prepare([pair.buffers["vis"]], [pair.buffers["ir"]])
+            fuser._pad(vy2), fuser._pad(iy2)
+            api._merge_y(fuser._to_u8(out_full[0], h, w), cc2[0])
+        from lmfusion import api
+        rows.append(("fusion", "Fuser: colour split/merge, padding, uint8", cpu_ms(colour, n)))
+        whole = cpu_ms(lambda: fusion.process(pair), n)
+        rows.append(("fusion", "(the whole fusion stage call, for reference)", whole))
+    else:
+        rows.append(("fusion", f"{fcfg.fuser} (classical, no model)", cpu_ms(lambda: fusion.process(pair), n)))
+    rows.append(("hop", "fused -> recorder (codec)", cpu_ms(lambda: hop(fused), n)))
+    rows.append(("hop", "fused -> detector feed (encode only: PUB)", cpu_ms(lambda: encode(fused), n)))
+    with tempfile.TemporaryDirectory() as tmp:
+        rec_opts = {k: v for k, v in gc.recorder.options.items() if k != "out_dir"}
+        rec = RecorderSink(RecorderConfig(out_dir=tmp, **rec_opts))
+        rec.start()
+        seq = iter(range(10 ** 6))
+
+        def record() -> None:
+            i = next(seq)
+            rec.process(Packet("demo", "fused", i, t + 0.1 * i, 1e9, pts=0.1 * i, buffers=fused.buffers, meta={}))
+        rows.append(("recorder", f"H.264 encode {fused.buffers['fused'].shape[1]}x{fused.buffers['fused'].shape[0]} "
+                                 f"({rec_opts.get('preset', 'veryfast')})", cpu_ms(record, n)))
+        rec.stop()
+
+    pipeline_ms = sum(ms for stage, step, ms in rows if not stage.startswith("capture") and not step.startswith("("))
+    print(f"bench_pipeline: {choice if fcfg.fuser == 'lmfusion' else fcfg.fuser}; {n} calls per step, median process CPU ms")
+    print("| stage | step | CPU ms per fused pair |")
+    print("|---|---|---:|")
+    for stage, step, ms in rows:
+        print(f"| {stage} | {step} | {ms:.2f} |")
+    if model_ms is not None:
+        over = pipeline_ms - model_ms
+        print(f"| **pipeline** | every step but the cameras and the reference row | {pipeline_ms:.2f} |")
+        print(f"\nmodel alone {model_ms:.2f} ms; pipeline beyond the model {over:.2f} ms = "
+              f"{100 * over / model_ms:.1f} % overhead")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
