@@ -300,6 +300,7 @@ class RegistrationStage:
         self._estimates_done: list[_Estimate] = []        # finished on the worker, taken on the frame path
         self.estimate_counts = {"tries": 0, "structureless": 0, "no-estimate": 0, "unstable": 0}
         self._best_unstable: _Estimate | None = None
+        self._running_estimate = ""                        # the pair on the estimator thread now ("" = none)
         self._first_t: float | None = None                 # capture time of the first frame (s)
         self._last_t: float | None = None                  # capture time of the latest frame (s)
         self._last_raw: tuple[np.ndarray, np.ndarray] | None = None   # latest raw pair (saved on timeout)
@@ -373,8 +374,9 @@ class RegistrationStage:
             return "calibrating, nothing fused yet: waiting for frames"
         c = self.estimate_counts
         spent = (self._last_t or self._first_t) - self._first_t
+        running = f", estimating on the {self._running_estimate}" if self._running_estimate else ""
         return (f"calibrating, nothing fused yet: {c['tries']} estimates ({c['structureless']} structureless, "
-                f"{c['unstable']} failed the self-check), {spent:.0f} of {self.config.calibration_timeout_s:g} s")
+                f"{c['unstable']} failed the self-check){running}, {spent:.0f} of {self.config.calibration_timeout_s:g} s")
 
     # -- calibration: auto ----------------------------------------------------------------------
     def _estimated(self, res: _Estimate) -> None:
@@ -394,7 +396,8 @@ class RegistrationStage:
                 e = worker.error
                 raise RegistrationError(f"calibration estimate failed: {type(e).__name__}: "
                                         f"{str(e).splitlines()[0] if str(e) else ''}")
-            worker.submit(vis.buffers["vis"].copy(), ir.buffers["ir"].copy(), where)
+            if worker.submit(vis.buffers["vis"].copy(), ir.buffers["ir"].copy(), where):
+                self._running_estimate = where
         self._take_estimates()
 
     def _take_estimates(self) -> None:
@@ -402,6 +405,8 @@ class RegistrationStage:
         with self._refine_lock:
             done, self._estimates_done = self._estimates_done, []
         for res in done:
+            if res.where == self._running_estimate:
+                self._running_estimate = ""
             if self._cal is not None:
                 return
             c = self.estimate_counts

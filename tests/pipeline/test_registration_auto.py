@@ -98,3 +98,23 @@ def test_a_named_calibration_that_does_not_fit_the_frames_names_the_file(tmp_pat
         feed(st, frames(0.0, np.zeros((480, 640, 3), np.uint8), np.zeros((512, 640), np.uint8), 0))
     msg = str(e.value)
     assert "\n" not in msg and msg.startswith(f"registration.calibration {path}:") and "640x512" in msg
+
+
+def test_on_its_thread_the_estimate_never_holds_up_frames_and_the_status_says_so(tmp_path):
+    import time
+    from stages.capture.synthetic import render_pair
+    st = RegistrationStage(RegistrationConfig(calibration="auto",
+                                              calibration_out=str(tmp_path / "rec" / "calibration.yaml")))
+    st.start()
+    vis_img, ir_img = render_pair(1.0, smoke=0.0)
+    t0 = time.monotonic()
+    assert feed(st, frames(0.0, vis_img, ir_img, 0) + frames(0.1, vis_img, ir_img, 1)) == []
+    assert time.monotonic() - t0 < 0.3            # handed over, not estimated on the frame path
+    assert "estimating on the pair ir#0 vis#0" in st.stats()["waiting"]
+    deadline = time.monotonic() + 120
+    while not st._estimate_worker.idle() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    out = feed(st, frames(0.2, vis_img, ir_img, 2) + frames(0.3, vis_img, ir_img, 3))
+    assert out and all(p.kind == "pair" for p in out) and "waiting" not in st.stats()
+    assert (tmp_path / "rec" / "calibration.yaml").is_file()
+    st.stop()
