@@ -31,6 +31,22 @@ class ConfigError(ValueError):
 
 # -- sections owned by the runtime ----------------------------------------------------------------
 @dataclass
+class RestartConfig:
+    """How often a crashed source or sink is restarted before the run gives up (pipeline.restart)."""
+    max: int = 3                          # restarts of one stage allowed within window_s; 0 = never restart
+    window_s: float = 60.0                # the sliding window the restarts are counted in, seconds
+    backoff_s: float = 0.5                # wait before the first restart; doubles per restart in the window, seconds
+    backoff_max_s: float = 5.0            # cap on that wait, seconds
+
+    def __post_init__(self) -> None:
+        if self.max < 0:
+            raise ValueError(f"max: must be >= 0 restarts, got {self.max}")
+        for key in ("window_s", "backoff_s", "backoff_max_s"):
+            if not getattr(self, key) > 0:
+                raise ValueError(f"{key}: must be > 0 seconds, got {getattr(self, key)}")
+
+
+@dataclass
 class PipelineConfig:
     stream: str = "site0"                 # logical stream name carried by every packet
     mode: Literal["process", "thread"] = "process"  # one OS process per stage, or threads (tests)
@@ -44,6 +60,7 @@ class PipelineConfig:
     ipc_dir: str = ""                     # directory for ipc:// sockets; empty = a fresh temp dir
     allow_public_bind: bool = False       # allow tcp binds on non-loopback hosts (multi-host graphs)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    restart: RestartConfig = field(default_factory=RestartConfig)  # crashed sources/sinks (docs/operations.md)
 
     def __post_init__(self) -> None:
         if self.duration_s < 0:
@@ -69,6 +86,39 @@ class CaptureConfig:
 class DetectorFeedConfig:
     enabled: bool = True
     endpoint: str = Defaults.DETECTOR_FEED   # where detectors subscribe (ZeroMQ PUB)
+
+
+@dataclass
+class HttpConfig:
+    """The operations HTTP server (pipeline/ops.py): /metrics, /health and the live view at /."""
+    listen: str = ""                      # HOST:PORT, e.g. 127.0.0.1:8080; "" = off
+    stale_s: float = 5.0                  # /health is 503 when no fused frame came for this long, seconds
+    view_fps: float = 10.0                # the live view's frame cap (the pipeline never waits for it), fps
+    jpeg_quality: int = 80                # live view JPEG quality, 1..100
+
+    def __post_init__(self) -> None:
+        if not self.stale_s > 0:
+            raise ValueError(f"stale_s: must be > 0 seconds, got {self.stale_s}")
+        if not 0 < self.view_fps <= 60:
+            raise ValueError(f"view_fps: must be in (0, 60] fps, got {self.view_fps}")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ValueError(f"jpeg_quality: must be in 1..100, got {self.jpeg_quality}")
+        if self.listen:
+            host, colon, port = self.listen.rpartition(":")
+            if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"listen: expected HOST:PORT with a port in 1..65535, got {self.listen!r}")
+
+
+@dataclass
+class SecurityConfig:
+    """CURVE (ZeroMQ's authenticated encryption) on tcp endpoints (pipeline/security.py).
+    Key files come from `python -m pipeline keys --out DIR`."""
+    curve: Literal["auto", "always"] = "auto"  # auto: on tcp endpoints beyond loopback | always: every tcp endpoint
+    insecure: bool = False                # allow tcp beyond loopback without CURVE (anyone on the network can inject frames)
+    server_key: str = ""                  # key pair file (DIR/server.key_secret) of this host's binding sockets
+    server_public_key: str = ""           # public key file (DIR/server.key) that connecting sockets expect of the server
+    client_key: str = ""                  # key pair file (DIR/NAME.key_secret) this host's connecting sockets present
+    allowed_clients: str = ""             # directory of client public keys (*.key) binding sockets accept
 
 
 @dataclass
