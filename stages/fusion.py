@@ -102,6 +102,7 @@ AUTO_CPU_THREADS = 1
 # The network's input on a CPU, px: 160x128 (a 320x256 IR frame at 1/2) costs ~50 CPU-ms per
 # pair with `fast`, half of the 100 ms a 10 fps camera leaves. Larger frames get a larger factor.
 CPU_NET_PIXELS = 160 * 128
+WARM_UP_SIZE = (320, 256)   # (w, h) of the blank pair fused at start(): the most common LWIR size
 CPU_SCALES = (2, 4)
 
 
@@ -193,11 +194,23 @@ class FusionStage:
                 self._use_classical(cfg.fallback)
                 return
             self._fusers = {scale: fuser}
+            self._warm_up(fuser)
             self.fuser_name = "lmfusion"
             self._fuse_batch = lambda vs, irs: self.fuser_for(vs[0].shape[1], vs[0].shape[0]).fuse_batch(vs, irs)
             log.info("fusion: %s (max_batch %d, max_wait_ms %g)", fuser.name, cfg.max_batch, cfg.max_wait_ms)
             return
         self._use_classical(cfg.fuser)
+
+    def _warm_up(self, fuser) -> None:
+        """Two fusions of a blank WARM_UP_SIZE pair before the cameras start: the engine's first
+        calls allocate and pick kernels (several times a normal call), which made the first
+        ~10 live pairs queue up behind them (capture->fused 250-425 ms instead of ~100 ms)."""
+        import time
+        w, h = WARM_UP_SIZE
+        t0 = time.perf_counter()
+        for _ in range(2):
+            fuser.fuse_batch([np.zeros((h, w, 3), np.uint8)], [np.zeros((h, w), np.uint8)])
+        log.info("fusion: warmed up on %dx%d in %.0f ms", w, h, (time.perf_counter() - t0) * 1e3)
 
     def _load(self, scale: int):
         """lmfusion.load(...) of the resolved section at this resolution_scale."""

@@ -187,6 +187,7 @@ def test_the_stage_logs_and_reports_what_auto_chose(tmp_path, caplog):
     assert st.fuser_for(320, 256).engine.name == "onnxruntime@1/2"
     lines = [r.getMessage() for r in caplog.records if "CPU real-time option" in r.getMessage()]
     assert len(lines) == 1 and lines[0].startswith("fusion: cpu: model fast at 1/2 or 1/4 resolution")
+    assert any(r.getMessage().startswith("fusion: warmed up on 320x256") for r in caplog.records)
     assert st.stats()["choice"] == lines[0].removeprefix("fusion: ")
     assert st.process(pair(0, h=128, w=160)).buffers["fused"].shape == (128, 160, 3)
     # A larger camera: the network stays at <= 160x128 px, loaded and logged on its first frame.
