@@ -7,6 +7,12 @@ when VIS is colour, else HxW. With a smoke model (the shipped lmfusion weights) 
 {"coverage": fraction of pixels with t < 0.5, "mean_t": mean t}, both in [0, 1]. meta["fuser"] names the fuser that made it ("lmfusion",
 "laplacian" or "average"), so a recording or a detector never has to guess.
 
+For lmfusion, `device`, `model`, `engine`, `precision` and `resolution_scale` default to "auto":
+start() decides them for the machine it runs on (resolve_auto: the full model in fp16 with CUDA,
+the CPU real-time option without; on a CPU the network's resolution follows the frame size,
+cpu_scale) and logs the choice and its reason in one line; stats()["choice"] repeats it for the
+exit summary. Explicit values always win.
+
 Which fuser runs is chosen in the config and never changes silently:
 - fuser: lmfusion with weights present -> the learned model (`lmfusion.load(...)`).
 - fuser: lmfusion without usable weights -> FusionError at start(), unless `fallback: laplacian`
