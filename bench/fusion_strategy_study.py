@@ -20,9 +20,9 @@ LMF's change of the latent, z + k (LMF(z) - z): does a stronger correction help 
 --local adds local, smoke-motivated rules (LOCAL): VIS detail gain 1/t with the *true*
 transmission (a diagnostic upper bound for any transmission-aware gain, never a usable rule),
 and ``fuse_detail_denoise`` (Wiener shrinkage of the VIS fine levels, base weighted towards the
-IR, energy-matched blend; the shipped default since session 4) with its ablations (4 levels).
+IR, energy-matched blend) with its ablations (4 levels).
 Held-out checks: --pairs 24 --offset 4 --seed 6000 and --pairs 24 --offset 2 --seed 7000 are
-disjoint from the 12 tuning pairs and from each other (docs/model.md, "Fourth session").
+disjoint from the 12 tuning pairs and from each other (docs/model.md).
 """
 from __future__ import annotations
 

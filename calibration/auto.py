@@ -69,7 +69,7 @@ The search and solver of steps 3-5 (grad-ecc/orient, the default; s/pair on one 
       (the default)         (TNO seed 5 0.39 px, 92 %, 1.5 s; held out: TNO seed 9 0.43 px,
                             82 %, 1.5 s; RoadScene index % 10 == 3, seed 2: 0.27 px, 86 %, 1.2 s)
 
-After the determinism fix of the sixth session (edge_map's magnitude by np.sqrt), the default
+With edge_map's magnitude by np.sqrt (deterministic; see docs/calibration.md), the default
 run reads RoadScene 0.40 px, 91 %, 1.2 s and TNO 0.34 px, 92 %, 1.6 s; over eight TNO seeds
 353 / 400 (88 %), over the six held-out seeds 87.3 %, RoadScene five draws 100 / 111 (90 %).
 Two TNO scenes miss on nearly every seed: 2_men_in_front_of_house, whose VIS and LWIR were not

@@ -355,7 +355,7 @@ def fuse_detail_denoise(a: torch.Tensor, b: torch.Tensor, levels: int = 3, power
       low-``mix`` blend its edge transfer (Qabf).
     Settings chosen on RoadScene *train* pairs (12 tuning + 24 disjoint, confirmed on 24 more)
     with ``bench/fusion_strategy_study.py --local``; measured once on the test split
-    (docs/model.md, "Fourth session"). The weights are computed in float32 whatever the
+    (docs/model.md). The weights are computed in float32 whatever the
     network's precision (see LMFusionNet.forward).
     """
     his = []

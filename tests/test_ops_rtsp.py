@@ -7,7 +7,6 @@ to reconnect, which the RTSP source owns, stays well inside the 3 s the health c
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ sys.path.insert(0, str(HERE / "pipeline"))
 sys.path.insert(0, str(REPO))
 
 from rtsp_fixture import RTSP_PASSWORD, rtsp_server  # noqa: E402,F401  (registers the fixture)
-from test_ops import free_port, get, wait_for  # noqa: E402
+from test_ops import stop_run, free_port, get, wait_for  # noqa: E402
 from test_run_stream import write_calibration  # noqa: E402
 
 OUTAGE_S = 2.5
@@ -60,12 +59,7 @@ def test_health_turns_503_naming_the_camera_during_an_rtsp_outage_and_recovers(r
         print(f"\n/health 503 {t_503:.2f} s after the server died ({body['reason']!r}); "
               f"200 again {t_200:.2f} s after it returned")
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_run(proc)
         log.close()
     text = (tmp_path / "run.log").read_text()
     assert proc.returncode == 0, text[-3000:]

@@ -3,7 +3,6 @@ smoke prior, and a real run_stream.py --http scraped with urllib and rendered in
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -144,6 +143,16 @@ def frames_total(metrics: str, stage: str) -> float:
     return float(m.group(1))
 
 
+def stop_run(proc: subprocess.Popen, timeout_s: float = 120) -> None:
+    """SIGINT a run_stream.py process (the user's Ctrl-C) and wait; kill it if it hangs."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def wait_for(cond, timeout_s: float, what: str, step_s: float = 0.2):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -177,11 +186,7 @@ def live_run(tmp_path_factory):
         wait_for(healthy, 240, "/health to say ok")
         yield base, proc
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=90)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_run(proc, 90)
         log.close()
     assert proc.returncode == 0, (tmp / "run.log").read_text()[-2000:]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import av
 
 from calibration_files import write_calibration
-from test_ops import free_port, frames_total, get, wait_for
+from test_ops import stop_run, free_port, frames_total, get, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -66,12 +66,7 @@ def test_sigkilled_capture_and_recorder_are_restarted_and_the_run_exits_0(tmp_pa
         assert 'smokefusion_restarts_total{stage="capture_ir"} 1.0' in metrics
         assert 'smokefusion_restarts_total{stage="recorder"} 1.0' in metrics
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_run(proc)
     log = (tmp_path / "run.log").read_text()
     assert proc.returncode == 0, log[-3000:]
     assert "stage capture_ir failed: process ended (killed by signal 9); restarting it in 0.5 s" in log
