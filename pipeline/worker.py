@@ -265,7 +265,9 @@ def run_node(spec: dict, ctx: zmq.Context, stop: threading.Event | SignalFlag,
 def _counters(receivers: list[PacketReceiver], senders: list[PacketSender]) -> dict:
     return {"drops_in": sum(r.dropped for r in receivers), "drops_out": sum(s.dropped for s in senders),
             "corrupt": sum(r.corrupt for r in receivers), "depth": sum(r.depth for r in receivers),
-            "auth_rejected": sum(x.rejected for x in (*receivers, *senders))}
+            "auth_rejected": sum(x.rejected for x in (*receivers, *senders)),
+            # per output, so a sink's frames can be accounted for (fused = recorded + dropped on its edge)
+            "outputs": {s.name: {"sent": s.sent, "dropped": s.dropped} for s in senders}}
 
 
 def _stats_extra(stage, receivers, senders) -> dict:
