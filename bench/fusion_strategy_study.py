@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lmfusion import baselines, data as D, metrics as M  # noqa: E402
 from lmfusion.evaluate import EVAL_SMOKE, y_of  # noqa: E402
-from lmfusion.networks import (STRATEGIES, _blur_down, _local_energy, _soft_weight, _split, _up,  # noqa: E402
+from lmfusion.networks import (STRATEGIES, _blur_down, local_energy, soft_weight, _split, _up,  # noqa: E402
                                fuse_average, fuse_detail_denoise, fuse_detail_soft)
 from global_correction_study import best_affine  # noqa: E402  (bench/ is on sys.path when run as a script)
 from lmfusion.smoke import add_smoke  # noqa: E402
@@ -75,10 +75,10 @@ def pyramid_fuse(a, b, levels=4, power=2.0, mix=1.0, window=3, pyramid="box", no
     if p == "hard":
         hi = torch.where(a_hi.abs() >= b_hi.abs(), a_hi, b_hi)
     else:
-        ea, eb = _local_energy(a_hi, window), _local_energy(b_hi, window)
+        ea, eb = local_energy(a_hi, window), local_energy(b_hi, window)
         if normalise:
             ea, eb = ea / (ea.mean() + 1e-12), eb / (eb.mean() + 1e-12)
-        wa = _soft_weight(ea, eb, p, m)
+        wa = soft_weight(ea, eb, p, m)
         hi = wa * a_hi + (1 - wa) * b_hi
         if sign_max:  # same sign: the stronger coefficient; opposite signs: the soft blend
             hi = torch.where(a_hi * b_hi > 0, torch.where(a_hi.abs() >= b_hi.abs(), a_hi, b_hi), hi)
@@ -112,7 +112,7 @@ def oracle_gain_fuse(a, b, t, max_gain=4.0, levels=4):
         return fuse_average(a, b)
     (a_lo, a_hi), (b_lo, b_hi) = _split(a), _split(b)
     a_hi = a_hi * (1 / F.adaptive_avg_pool2d(t, a.shape[-2:])).clamp(1, max_gain)
-    wa = _soft_weight(_local_energy(a_hi), _local_energy(b_hi), 2.0, 1.0)
+    wa = soft_weight(local_energy(a_hi), local_energy(b_hi), 2.0, 1.0)
     return _up(oracle_gain_fuse(a_lo, b_lo, t, max_gain, levels - 1), a.shape[-2:]) + wa * a_hi + (1 - wa) * b_hi
 
 

@@ -296,12 +296,12 @@ def fuse_detail(a: torch.Tensor, b: torch.Tensor, levels: int = 4) -> torch.Tens
     return _up(fuse_detail(a_lo, b_lo, levels - 1), a.shape[-2:]) + hi
 
 
-def _local_energy(x: torch.Tensor, k: int = 3) -> torch.Tensor:
+def local_energy(x: torch.Tensor, k: int = 3) -> torch.Tensor:
     """Channel-summed squared detail, averaged over a k x k window: (B,C,H,W) -> (B,1,H,W)."""
     return F.avg_pool2d(x.pow(2).sum(1, keepdim=True), k, 1, k // 2, count_include_pad=False)
 
 
-def _soft_weight(ea: torch.Tensor, eb: torch.Tensor, power: float, mix: float) -> torch.Tensor:
+def soft_weight(ea: torch.Tensor, eb: torch.Tensor, power: float, mix: float) -> torch.Tensor:
     """Weight of input a from the local detail energies: E_a^(p/2) / (E_a^(p/2) + E_b^(p/2)),
     pulled towards 1/2 by ``mix`` < 1."""
     ea, eb = ea.pow(power / 2), eb.pow(power / 2)
@@ -324,7 +324,7 @@ def fuse_detail_soft(a: torch.Tensor, b: torch.Tensor, levels: int = 4, power: f
     if levels == 0 or min(a.shape[-2:]) < 4:
         return fuse_average(a, b)
     (a_lo, a_hi), (b_lo, b_hi) = _split(a), _split(b)
-    wa = _soft_weight(_local_energy(a_hi), _local_energy(b_hi), power, mix)
+    wa = soft_weight(local_energy(a_hi), local_energy(b_hi), power, mix)
     return _up(fuse_detail_soft(a_lo, b_lo, levels - 1, power, mix), a.shape[-2:]) + wa * a_hi + (1 - wa) * b_hi
 
 
@@ -367,12 +367,12 @@ def fuse_detail_denoise(a: torch.Tensor, b: torch.Tensor, levels: int = 3, power
             if lvl == 0:
                 s0 = _median_abs(a_hi) / 0.6745                         # (B,) robust noise std
             sig2 = ((s0 / 2 ** lvl) ** 2)[:, None, None, None]           # (B, 1, 1, 1)
-            a_hi = a_hi * (1 - wiener * sig2 / (_local_energy(a_hi) + 1e-12)).clamp(min=0)
-        ea, eb = _local_energy(a_hi), _local_energy(b_hi)
-        wa = _soft_weight(ea, eb, power, mix)
+            a_hi = a_hi * (1 - wiener * sig2 / (local_energy(a_hi) + 1e-12)).clamp(min=0)
+        ea, eb = local_energy(a_hi), local_energy(b_hi)
+        wa = soft_weight(ea, eb, power, mix)
         hi = wa * a_hi + (1 - wa) * b_hi
         if max_gain > 1:
-            hi = hi * ((wa * ea + (1 - wa) * eb) / (_local_energy(hi) + 1e-12)).sqrt().clamp(1, max_gain)
+            hi = hi * ((wa * ea + (1 - wa) * eb) / (local_energy(hi) + 1e-12)).sqrt().clamp(1, max_gain)
         his.append(hi)
         a, b = a_lo, b_lo
     out = base_a * a + (1 - base_a) * b
@@ -416,7 +416,7 @@ def fuse_transmission(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor, levels:
         if min(a.shape[-2:]) < 4:
             break
         (a_lo, a_hi), (b_lo, b_hi) = _split(a), _split(b)
-        wa = _soft_weight(vis_bias * w * _local_energy(a_hi), _local_energy(b_hi), power, 1.0)
+        wa = soft_weight(vis_bias * w * local_energy(a_hi), local_energy(b_hi), power, 1.0)
         his.append(wa * a_hi + (1 - wa) * b_hi)
         a, b, w = a_lo, b_lo, _blur_down(w)
     b_mean = b.mean((2, 3), keepdim=True)
