@@ -58,8 +58,8 @@ class FusionConfig:
     weights_dir: str = "weights"                    # lmfusion only: directory of shipped weights
     precision: Literal["auto", "fp32", "fp16"] = AUTO   # auto: fp16 on CUDA, fp32 on the CPU
     engine: Literal["auto", "torch", "onnxruntime"] = AUTO  # auto: torch (CUDA streams) on CUDA, onnxruntime on the CPU
-    model: Literal["auto", "default", "paper", "fast"] = AUTO  # auto: default on CUDA, fast on the CPU
-                                                    # (fast: distilled CPU real-time option)
+    model: Literal["auto", "default", "paper", "fast"] = AUTO  # auto: default (with its smoke model)
+                                                    # everywhere; fast: the distilled latent model, no smoke map
     resolution_scale: int | Literal["auto"] = AUTO  # 2 = network at half resolution, detail added back
                                                     # (the CPU real-time option); 1 = full; auto: 1 on CUDA; on
                                                     # the CPU per frame size, 2 or 4 (cpu_scale: network <= 160x128 px)
@@ -102,11 +102,12 @@ class FusionConfig:
 # (docs/inference.md, "The CPU real-time option").
 AUTO_CHOICES = {
     "cuda": {"model": "default", "engine": "torch", "precision": "fp16", "resolution_scale": 1},
-    "cpu": {"model": "fast", "engine": "onnxruntime", "precision": "fp32", "resolution_scale": AUTO},
+    "cpu": {"model": "default", "engine": "onnxruntime", "precision": "fp32", "resolution_scale": AUTO},
 }
 AUTO_CPU_THREADS = 1
-# The network's input on a CPU, px: 160x128 (a 320x256 IR frame at 1/2) costs ~50 CPU-ms per
-# pair with `fast`, half of the 100 ms a 10 fps camera leaves. Larger frames get a larger factor.
+# The network's input on a CPU, px: 160x128 (a 320x256 IR frame at 1/2) costs ~47 CPU-ms per
+# pair with the default model on onnxruntime, half of the 100 ms a 10 fps camera leaves
+# (bench/bench_pipeline.py). Larger frames get a larger factor.
 CPU_NET_PIXELS = 160 * 128
 WARM_UP_SIZE = (320, 256)   # (w, h) of the blank pair fused at start(): the most common LWIR size
 CPU_SCALES = (2, 4)

@@ -131,7 +131,7 @@ def test_auto_on_a_cpu_machine_picks_the_cpu_real_time_option():
     from stages.fusion import resolve_auto
     cfg, why = resolve_auto(FusionConfig(fuser="lmfusion"), has_cuda=False)
     assert (cfg.device, cfg.model, cfg.engine, cfg.precision, cfg.resolution_scale, cfg.threads) == \
-        ("cpu", "fast", "onnxruntime", "fp32", "auto", 1)          # scale: per frame size (cpu_scale)
+        ("cpu", "default", "onnxruntime", "fp32", "auto", 1)          # scale: per frame size (cpu_scale)
     assert "torch sees no CUDA device" in why and "CPU real-time option" in why and "\n" not in why
     assert cfg.engine_options() == {"threads": 1}
 
@@ -152,7 +152,7 @@ def test_explicit_values_win_over_auto():
     assert "set: model" in why
     # device cpu on a GPU machine: the CPU choices, because the device was asked for
     cfg, why = resolve_auto(FusionConfig(fuser="lmfusion", device="cpu"), has_cuda=True)
-    assert (cfg.device, cfg.model, cfg.engine) == ("cpu", "fast", "onnxruntime") and "fusion.device set" in why
+    assert (cfg.device, cfg.model, cfg.engine) == ("cpu", "default", "onnxruntime") and "fusion.device set" in why
     cfg, why = resolve_auto(FusionConfig(fuser="lmfusion", device="cpu", model="default", engine="torch",
                                          precision="fp32", resolution_scale=1), has_cuda=True)
     assert (cfg.model, cfg.engine, cfg.resolution_scale, cfg.threads) == ("default", "torch", 1, 0)
@@ -174,19 +174,19 @@ def test_resolution_scale_takes_auto_or_a_factor():
 
 
 def test_the_stage_logs_and_reports_what_auto_chose(tmp_path, caplog):
-    # Untrained weights of the fast architecture: the auto wiring on a CPU machine, not quality.
+    # Untrained weights of the default architecture: the auto wiring on a CPU machine, not quality.
     import torch
     from lmfusion import preset
     from lmfusion.networks import LMFusionNet
     from lmfusion.weights import save_model
     torch.manual_seed(0)
-    save_model(LMFusionNet(preset("fast")), tmp_path / "lmfusion_fast.safetensors", {"note": "untrained, test"})
+    save_model(LMFusionNet(preset("default")), tmp_path / "lmfusion.safetensors", {"note": "untrained, test"})
     st = FusionStage(FusionConfig(fuser="lmfusion", weights_dir=str(tmp_path)), has_cuda=lambda: False)
     with caplog.at_level(logging.INFO):
         st.start()
     assert st.fuser_for(320, 256).engine.name == "onnxruntime@1/2"
     lines = [r.getMessage() for r in caplog.records if "CPU real-time option" in r.getMessage()]
-    assert len(lines) == 1 and lines[0].startswith("fusion: cpu: model fast at 1/2 or 1/4 resolution")
+    assert len(lines) == 1 and lines[0].startswith("fusion: cpu: model default at 1/2 or 1/4 resolution")
     assert any(r.getMessage().startswith("fusion: warmed up on 320x256") for r in caplog.records)
     assert st.stats()["choice"] == lines[0].removeprefix("fusion: ")
     assert st.process(pair(0, h=128, w=160)).buffers["fused"].shape == (128, 160, 3)
