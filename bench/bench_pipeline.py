@@ -7,7 +7,7 @@ Runs every step a fused pair goes through, in this process, on the demo's frames
 stages' own code (no sockets): the wire codec on each of the 4 process hops (VIS x2 and IR into
 registration, the pair into fusion, the fused packet out to the recorder and the detector feed),
 registration (pairing + the VIS->IR warp), the fusion stage (each real call split by timing the
-calls nested in it: the model alone, i.e. the engine on the network-sized inputs; the
+calls nested in it: the model alone, i.e. the engine on the network-sized inputs plus the smoke model; the
 reduced-resolution wrapper: down-sampling, detail, up-sampling; the Fuser around the engine:
 colour conversion, padding, a smoke model if the weights have one; the stage itself), and the
 recorder's H.264 encode. Each
@@ -107,10 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     if fuser is not None:
         # One real fusion-stage call per sample, split by timing each nested call inside it: the
         # network's own engine (inner), the reduced-resolution wrapper around it, the Fuser
-        # around the engine (colour, padding, a smoke model if the weights have one), the stage.
+        # around the engine (colour, padding, dehazing), the smoke model (the mapping network, part
+        # of the model), the stage.
         eng = fuser.engine
         inner = getattr(eng, "inner", eng)
-        spent = {"inner": 0.0, "engine": 0.0, "fuser": 0.0}
+        spent = {"inner": 0.0, "engine": 0.0, "fuser": 0.0, "smoke": 0.0}
 
         def timed(obj, method: str, key: str) -> None:
             orig = getattr(obj, method)
@@ -126,7 +127,9 @@ def main(argv: list[str] | None = None) -> int:
         if inner is not eng:
             timed(eng, "fuse", "engine")
         timed(fuser, "fuse_batch", "fuser")
-        parts: dict[str, list[float]] = {"inner": [], "wrap": [], "fuser": [], "stage": [], "total": []}
+        if fuser.smoke is not None:
+            timed(fuser.smoke, "forward", "smoke")  # nn.Module.__call__ calls the instance's forward
+        parts: dict[str, list[float]] = {"inner": [], "smoke": [], "wrap": [], "fuser": [], "stage": [], "total": []}
         for i in range(n + 2):
             for k in spent:
                 spent[k] = 0.0
@@ -138,17 +141,20 @@ def main(argv: list[str] | None = None) -> int:
             eng_s = spent["engine"] if inner is not eng else spent["inner"]
             parts["inner"].append(spent["inner"])
             parts["wrap"].append(eng_s - spent["inner"])
-            parts["fuser"].append(spent["fuser"] - eng_s)
+            parts["smoke"].append(spent["smoke"])
+            parts["fuser"].append(spent["fuser"] - eng_s - spent["smoke"])
             parts["stage"].append(total - spent["fuser"])
             parts["total"].append(total)
         med = {k: statistics.median(v) * 1e3 for k, v in parts.items()}
-        model_ms = med["inner"]
+        model_ms = med["inner"] + med["smoke"]
         f = getattr(eng, "factor", 1)
         h, w = pair.buffers["ir"].shape[:2]
-        rows.append(("fusion", f"model alone ({inner.name}, network at {w // f}x{h // f})", model_ms))
+        rows.append(("fusion", f"model: encoder, fusion, decoder ({inner.name}, network at {w // f}x{h // f})", med["inner"]))
+        if fuser.smoke is not None:
+            rows.append(("fusion", f"model: smoke model (mapping network, torch, {w}x{h})", med["smoke"]))
         if inner is not eng:
             rows.append(("fusion", f"reduced resolution: down, detail, up ({eng.name})", med["wrap"]))
-        rows.append(("fusion", "Fuser around the engine: colour, padding, uint8 (+ smoke model if any)", med["fuser"]))
+        rows.append(("fusion", "Fuser around the engine: colour, padding, dehazing, uint8", med["fuser"]))
         rows.append(("fusion", "stage: batching, packet", med["stage"]))
         rows.append(("fusion", "(the whole fusion stage call, for reference)", med["total"]))
     else:

@@ -13,7 +13,8 @@ Why these choices:
 - Segments rotate every `segment_s` seconds of capture time: `fused_000.mp4`, `fused_001.mp4`...
   Numbering continues after files already in out_dir, so a restart never overwrites a recording.
 
-Optional second output: side by side VIS | IR | fused (`{prefix}_sbs_NNN.mp4`), for review.
+Optional second output: side by side VIS | IR | fused (| smoke map t, when the fusion stage made
+one) (`{prefix}_sbs_NNN.mp4`), for review.
 """
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ class RecorderConfig:
     crf: int = 23                    # x264 quality (lower = better, bigger); 18-28 is sensible
     preset: str = "veryfast"         # x264 speed preset
     threads: int = 1                 # encoder threads; 0 = auto (the machine is shared, keep it low)
-    side_by_side: bool = False       # also write VIS | IR | fused to {prefix}_sbs_NNN
+    side_by_side: bool = False       # also write VIS | IR | fused (| smoke map) to {prefix}_sbs_NNN
 
 
 class _SegmentWriter:
@@ -147,16 +148,22 @@ def _even(image: np.ndarray) -> np.ndarray:
 
 
 def side_by_side(packet: Packet) -> np.ndarray:
-    """VIS | IR | fused of a pair/fused packet: (H, 3*W, 3) uint8 BGR (heights matched to IR)."""
+    """VIS | IR | fused of a pair/fused packet, plus the smoke map t when the packet has one
+    (buffer "smoke", t * 255, drawn with the viridis colour map: dark = smoke, yellow = clear air):
+    (H, 3*W or 4*W, 3) uint8 BGR (heights matched to IR)."""
     missing = [k for k in ("vis", "ir", "fused") if k not in packet.buffers]
     if missing:
         raise RecorderError(f"recorder: side_by_side needs buffers vis, ir, fused; packet {packet.seq} "
                             f"({packet.kind}) lacks {missing}")
     h = packet.buffers["ir"].shape[0]
     tiles = []
-    for name in ("vis", "ir", "fused"):
-        img = packet.buffers[name]
-        if img.ndim == 2:
+    for name in ("vis", "ir", "fused", "smoke"):
+        img = packet.buffers.get(name)
+        if img is None:
+            continue
+        if name == "smoke":
+            img = cv2.applyColorMap(np.ascontiguousarray(img, dtype=np.uint8), cv2.COLORMAP_VIRIDIS)
+        elif img.ndim == 2:
             img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
         if img.shape[0] != h:
             img = cv2.resize(img, (int(round(img.shape[1] * h / img.shape[0])), h), interpolation=cv2.INTER_AREA)

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 import pytest
 
@@ -80,6 +81,21 @@ def test_side_by_side_output_and_odd_sizes_and_gray(tmp_path):
     assert n == 5 and size == (162, 122)                                # padded to even
     n, _, _, size = _decode(rec.files[1])
     assert n == 5 and size == (3 * 161 + 1, 122)
+
+
+def test_side_by_side_shows_the_smoke_map_when_the_packet_has_one():
+    from stages.sinks.recorder import side_by_side
+    p = _fused(0, 0.0, h=64, w=80)
+    t = np.zeros((64, 80), np.uint8)
+    t[:, 40:] = 255                                                   # left: smoke, right: clear air
+    p.buffers["smoke"] = t
+    view = side_by_side(p)
+    assert view.shape == (64, 4 * 80, 3)
+    smoke_tile = view[:, 3 * 80:]
+    viridis = cv2.applyColorMap(np.array([[0, 255]], np.uint8), cv2.COLORMAP_VIRIDIS)[0]
+    assert (smoke_tile[:, :40] == viridis[0]).all() and (smoke_tile[:, 40:] == viridis[1]).all()
+    del p.buffers["smoke"]
+    assert side_by_side(p).shape == (64, 3 * 80, 3)
 
 
 def test_never_overwrites_earlier_recordings(tmp_path):
