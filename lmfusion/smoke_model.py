@@ -35,8 +35,8 @@ class SmokeNetConfig:
     omega: float = 0.95                    # the prior keeps 1 - omega of the haze (He et al.)
     guide_radius: int = 4                  # guided-filter radius at the working size, px
     guide_eps: float = 1e-3                # guided-filter regulariser (luminance^2 units)
-    t0: float = 0.2                        # J = (I - A) / max(t, t0): noise gain at most 1/t0
-    t_clear: float = 0.97                  # t at or above this counts as clear air (t = 1)
+    t0: float = 0.1                        # J = (I - A) / max(t, t0): noise gain at most 1/t0
+    t_clear: float = 0.9                   # t at or above this counts as clear air (t = 1); t / t_clear below
 
 
 def box(x: torch.Tensor, r: int) -> torch.Tensor:
@@ -167,7 +167,10 @@ class SmokeNet(nn.Module):
         h = self.blocks(h)
         g = self.glob(h.mean((2, 3)))                               # (B, w + 1)
         h = F.relu(h + g[:, :-1, None, None])
-        t_lo = torch.sigmoid(_logit(t_prior) + self.tail(h))        # (B, 1, h, w)
+        # the learned t residual needs IR: from VIS alone it did worse than the prior on validation
+        # (docs/model.md); the learned airlight is used either way
+        res = self.tail(h) if ir is not None else torch.zeros_like(t_prior)
+        t_lo = torch.sigmoid(_logit(t_prior) + res)                 # (B, 1, h, w)
         a = (a + 0.5 * torch.tanh(g[:, -1:, None, None])).clamp(0.05, 1.0)
         ca, cb = guided_coefficients(y_lo, t_lo, cfg.guide_radius, cfg.guide_eps)
         ca, cb = F.interpolate(torch.cat([ca, cb], 1), size=vis.shape[-2:], mode="bilinear",
