@@ -187,8 +187,8 @@ class FusionStage:
             # auto on a CPU: the 1/2 model now (the demo's 320x256; load errors surface here), 1/4 on first use
             scale = 2 if cfg.resolution_scale == AUTO else cfg.resolution_scale
             try:
-                if cfg.threads and cfg.engine == "torch":
-                    import torch
+                if cfg.threads:  # torch runs the smoke model and the 1/2 wrapper whatever the engine:
+                    import torch  # two torch threads beside the other stages cost 2x the wall time
                     torch.set_num_threads(cfg.threads)
                 fuser = self._load(scale)
             except Exception as e:  # WeightsError, missing package, CUDA absent: all mean "cannot run"
