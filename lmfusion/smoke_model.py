@@ -40,16 +40,20 @@ class SmokeNetConfig:
 
 
 def box(x: torch.Tensor, r: int) -> torch.Tensor:
-    """Mean over a (2r+1)^2 window, reflect-padded: (B,C,H,W) -> (B,C,H,W)."""
+    """Mean over a (2r+1)^2 window, edge-padded: (B,C,H,W) -> (B,C,H,W). Separable (a row
+    mean, then a column mean): the same result as one 2-D window at 2/(2r+1) of the work."""
     if r <= 0:
         return x
-    return F.avg_pool2d(F.pad(x, (r, r, r, r), mode="replicate"), 2 * r + 1, stride=1)
+    k = 2 * r + 1
+    x = F.avg_pool2d(F.pad(x, (r, r, 0, 0), mode="replicate"), (1, k), stride=1)
+    return F.avg_pool2d(F.pad(x, (0, 0, r, r), mode="replicate"), (k, 1), stride=1)
 
 
 def min_filter(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Minimum over a k x k window (k odd): (B,C,H,W) -> (B,C,H,W)."""
+    """Minimum over a k x k window (k odd), edge-padded: (B,C,H,W) -> (B,C,H,W). Separable."""
     r = k // 2
-    return -F.max_pool2d(F.pad(-x, (r, r, r, r), mode="replicate"), k, stride=1)
+    x = -F.max_pool2d(F.pad(-x, (r, r, 0, 0), mode="replicate"), (1, k), stride=1)
+    return -F.max_pool2d(F.pad(-x, (0, 0, r, r), mode="replicate"), (k, 1), stride=1)
 
 
 def dark_channel(img: torch.Tensor, k: int) -> torch.Tensor:
