@@ -102,7 +102,9 @@ class Fuser:
     def _to_u8(y: np.ndarray, h: int, w: int) -> np.ndarray:
         return np.clip(y[0, :h, :w] * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
-    def _prepare(self, vis_list: Sequence[np.ndarray], ir_list: Sequence[np.ndarray]):
+    def _prepare(self, vis_list: Sequence[np.ndarray], ir_list: Sequence[np.ndarray], split: bool = True):
+        """Check the pairs -> (VIS Y list, VIS CrCb list, IR gray list); with ``split`` False the
+        VIS lists hold None (the caller replaces VIS, e.g. by the smoke model's J)."""
         if len(vis_list) != len(ir_list):
             raise InputError(f"fuse_batch: {len(vis_list)} vis images but {len(ir_list)} ir images")
         vy, cc, iy = [], [], []
@@ -118,7 +120,7 @@ class Fuser:
             if min(vis.shape[:2]) < self.min_size:
                 raise InputError(f"image {i} is {vis.shape[1]}x{vis.shape[0]}: this model needs at least "
                                  f"{self.min_size}x{self.min_size} px")
-            y, c = _split_y(vis)
+            y, c = _split_y(vis) if split else (None, None)
             vy.append(y), cc.append(c), iy.append(irg)
         return vy, cc, iy
 
@@ -161,7 +163,7 @@ class Fuser:
         strategy = strategy or self.strategy
         if strategy not in STRATEGIES:
             raise ConfigError(f"strategy {strategy!r}: expected one of: {', '.join(STRATEGIES)}")
-        vy, cc, iy = self._prepare(vis_list, ir_list)
+        vy, cc, iy = self._prepare(vis_list, ir_list, split=self.smoke is None)
         t = None
         if self.smoke is not None:
             t, jl = self._estimate(vis_list, iy)

@@ -96,25 +96,30 @@ class ReducedResEngine:
         out = self._up(torch.from_numpy(np.ascontiguousarray(out_lo, dtype=np.float32))) + detail
         return out[:, :, :h, :w].clamp(0, 1).numpy()
 
+    def _low(self, x: np.ndarray) -> torch.Tensor:
+        """(B,1,H,W) -> the padded image's 2x2 (factor x factor) mean, without its detail."""
+        t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        m = self.factor * self.multiple
+        ph, pw = (-t.shape[2]) % m, (-t.shape[3]) % m
+        if ph or pw:
+            t = F.pad(t, (0, pw, 0, ph), mode="reflect")  # as _split pads
+        return F.avg_pool2d(t, self.factor)
+
     def fuse(self, vis_y: np.ndarray, ir_y: np.ndarray, strategy: str, t: np.ndarray | None = None) -> np.ndarray:
         lv, dv = self._split(vis_y)
         li, di = self._split(ir_y)
-        t_lo = None
-        if t is not None:  # the VIS detail counts where the smoke left some (clear_weight)
-            t_lo, _ = self._split(t)
-            t_lo = t_lo.numpy()
+        if t is None:
+            detail = torch.where(dv.abs() >= di.abs(), dv, di)
+            out_lo = self.inner.fuse(lv.numpy(), li.numpy(), strategy)
+        else:  # the VIS detail counts where the smoke left some (clear_weight)
             wv = clear_weight(torch.from_numpy(np.ascontiguousarray(t, dtype=np.float32)))
             wv = F.pad(wv, (0, dv.shape[3] - wv.shape[3], 0, dv.shape[2] - wv.shape[2]), mode="replicate")
             # soft choice by 3x3 energy: VIS unless the IR's energy is DETAIL_VIS_BIAS times larger
             # in clear air, IR in thick smoke (chosen on the validation slice: docs/inference.md)
-            a = soft_weight(DETAIL_VIS_BIAS * wv * local_energy(dv), local_energy(di), DETAIL_POWER, 1.0)
-            detail = a * dv + (1 - a) * di
-        else:
-            detail = torch.where(dv.abs() >= di.abs(), dv, di)
-        if t_lo is None:
-            out_lo = self.inner.fuse(lv.numpy(), li.numpy(), strategy)
-        else:
-            out_lo = self.inner.fuse(lv.numpy(), li.numpy(), strategy, t=t_lo)
+            e = local_energy(torch.cat([dv, di], 0))             # both energies in one pass: (2B,1,H,W)
+            a = soft_weight(DETAIL_VIS_BIAS * wv * e[:len(dv)], e[len(dv):], DETAIL_POWER, 1.0)
+            detail = torch.lerp(di, dv, a)                       # a * dv + (1 - a) * di
+            out_lo = self.inner.fuse(lv.numpy(), li.numpy(), strategy, t=self._low(t).numpy())
         return self._finish(out_lo, detail, *vis_y.shape[2:])
 
     def clear(self, y: np.ndarray) -> np.ndarray:
