@@ -7,12 +7,13 @@ on numpy arrays, so the Fuser and the pipeline never see torch or ONNX Runtime d
 """
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .errors import LMFusionError
-from .networks import LMFusionNet, STRATEGIES, clear_weight, local_energy, soft_weight
+from .networks import LMFusionNet, STRATEGIES, clear_weight, soft_weight
 
 
 def check_device(device: str, precision: str) -> None:
@@ -54,6 +55,13 @@ class TorchEngine:
         return self.model.clear(self._in(y)).float().cpu().numpy()
 
 
+def _energy3(x: torch.Tensor) -> torch.Tensor:
+    """Squared detail averaged over 3x3 (edges reflected), (B,1,H,W) -> (B,1,H,W): networks'
+    local_energy by OpenCV's box filter, ~15x faster than torch's avg_pool2d on a CPU."""
+    sq = x.square().numpy()
+    return torch.from_numpy(np.stack([cv2.boxFilter(sq[b, 0], -1, (3, 3)) for b in range(len(sq))])[:, None])
+
+
 DETAIL_VIS_BIAS = 3.0  # VIS detail energy gain in clear air, in the soft choice of full-resolution detail
 DETAIL_POWER = 6.0     # sharpness of that choice (weights ~ energy^(power/2))
 
@@ -79,52 +87,55 @@ class ReducedResEngine:
         self.inner, self.factor, self.multiple = inner, factor, multiple
         self.name = f"{inner.name}@1/{factor}"
 
-    def _split(self, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B,1,H,W) -> (low (B,1,Hp/f,Wp/f), detail (B,1,Hp,Wp)), Hp, Wp padded to f*multiple."""
-        t = torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))
+    # Resampling by OpenCV (2x2 mean = INTER_AREA at an integer factor, bilinear with half-pixel
+    # centres = INTER_LINEAR, as torch's align_corners=False): the same values as torch's
+    # avg_pool2d/interpolate within 2e-7, ~9x faster on a CPU.
+    def _padded(self, y: np.ndarray) -> np.ndarray:
+        """(B,1,H,W) -> float32 (B,1,Hp,Wp), reflect-padded to a multiple of factor * multiple."""
+        y = np.ascontiguousarray(y, dtype=np.float32)
         m = self.factor * self.multiple
-        ph, pw = (-t.shape[2]) % m, (-t.shape[3]) % m
-        if ph or pw:
-            t = F.pad(t, (0, pw, 0, ph), mode="reflect")
-        lo = F.avg_pool2d(t, self.factor)
-        return lo, t - self._up(lo)
+        ph, pw = (-y.shape[2]) % m, (-y.shape[3]) % m
+        return np.pad(y, ((0, 0), (0, 0), (0, ph), (0, pw)), mode="reflect") if ph or pw else y
 
-    def _up(self, lo: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(lo, scale_factor=self.factor, mode="bilinear", align_corners=False)
+    def _low(self, y: np.ndarray) -> np.ndarray:
+        """(B,1,H,W) -> the padded image's factor x factor mean (B,1,Hp/f,Wp/f)."""
+        p = self._padded(y)
+        size = (p.shape[3] // self.factor, p.shape[2] // self.factor)
+        return np.stack([cv2.resize(p[b, 0], size, interpolation=cv2.INTER_AREA) for b in range(len(p))])[:, None]
+
+    def _up(self, lo: np.ndarray) -> np.ndarray:
+        size = (lo.shape[3] * self.factor, lo.shape[2] * self.factor)
+        lo = np.ascontiguousarray(lo, dtype=np.float32)
+        return np.stack([cv2.resize(lo[b, 0], size, interpolation=cv2.INTER_LINEAR) for b in range(len(lo))])[:, None]
+
+    def _split(self, y: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
+        """(B,1,H,W) -> (low (B,1,Hp/f,Wp/f) numpy, detail (B,1,Hp,Wp) torch)."""
+        lo = self._low(y)
+        return lo, torch.from_numpy(self._padded(y) - self._up(lo))
 
     def _finish(self, out_lo: np.ndarray, detail: torch.Tensor, h: int, w: int) -> np.ndarray:
-        out = self._up(torch.from_numpy(np.ascontiguousarray(out_lo, dtype=np.float32))) + detail
+        out = torch.from_numpy(self._up(out_lo)) + detail
         return out[:, :, :h, :w].clamp(0, 1).numpy()
-
-    def _low(self, x: np.ndarray) -> torch.Tensor:
-        """(B,1,H,W) -> the padded image's 2x2 (factor x factor) mean, without its detail."""
-        t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-        m = self.factor * self.multiple
-        ph, pw = (-t.shape[2]) % m, (-t.shape[3]) % m
-        if ph or pw:
-            t = F.pad(t, (0, pw, 0, ph), mode="reflect")  # as _split pads
-        return F.avg_pool2d(t, self.factor)
 
     def fuse(self, vis_y: np.ndarray, ir_y: np.ndarray, strategy: str, t: np.ndarray | None = None) -> np.ndarray:
         lv, dv = self._split(vis_y)
         li, di = self._split(ir_y)
         if t is None:
             detail = torch.where(dv.abs() >= di.abs(), dv, di)
-            out_lo = self.inner.fuse(lv.numpy(), li.numpy(), strategy)
+            out_lo = self.inner.fuse(lv, li, strategy)
         else:  # the VIS detail counts where the smoke left some (clear_weight)
             wv = clear_weight(torch.from_numpy(np.ascontiguousarray(t, dtype=np.float32)))
             wv = F.pad(wv, (0, dv.shape[3] - wv.shape[3], 0, dv.shape[2] - wv.shape[2]), mode="replicate")
             # soft choice by 3x3 energy: VIS unless the IR's energy is DETAIL_VIS_BIAS times larger
             # in clear air, IR in thick smoke (chosen on the validation slice: docs/inference.md)
-            e = local_energy(torch.cat([dv, di], 0))             # both energies in one pass: (2B,1,H,W)
-            a = soft_weight(DETAIL_VIS_BIAS * wv * e[:len(dv)], e[len(dv):], DETAIL_POWER, 1.0)
+            a = soft_weight(DETAIL_VIS_BIAS * wv * _energy3(dv), _energy3(di), DETAIL_POWER, 1.0)
             detail = torch.lerp(di, dv, a)                       # a * dv + (1 - a) * di
-            out_lo = self.inner.fuse(lv.numpy(), li.numpy(), strategy, t=self._low(t).numpy())
+            out_lo = self.inner.fuse(lv, li, strategy, t=self._low(t))
         return self._finish(out_lo, detail, *vis_y.shape[2:])
 
     def clear(self, y: np.ndarray) -> np.ndarray:
         lo, d = self._split(y)
-        return self._finish(self.inner.clear(lo.numpy()), d, *y.shape[2:])
+        return self._finish(self.inner.clear(lo), d, *y.shape[2:])
 
 
 ENGINES = {"torch": TorchEngine}

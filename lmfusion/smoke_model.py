@@ -70,9 +70,9 @@ def luminance(rgb: torch.Tensor) -> torch.Tensor:
 
 
 def local_std(x: torch.Tensor, r: int = 2) -> torch.Tensor:
-    """Standard deviation over a (2r+1)^2 window: (B,1,H,W) -> (B,1,H,W)."""
-    m = box(x, r)
-    return (box(x * x, r) - m * m).clamp(min=0).sqrt()
+    """Standard deviation over a (2r+1)^2 window, per channel: (B,C,H,W) -> (B,C,H,W)."""
+    m, m2 = box(torch.cat([x, x * x], 1), r).chunk(2, 1)       # one pass for both means
+    return (m2 - m * m).clamp(min=0).sqrt()
 
 
 def airlight(img: torch.Tensor, dark: torch.Tensor, frac: float = 0.001) -> torch.Tensor:
@@ -147,15 +147,16 @@ class SmokeNet(nn.Module):
         t_prior = 1 - cfg.omega * dn
         y = luminance(v)
         sat = (v.amax(1, keepdim=True) - v.amin(1, keepdim=True)) / (v.amax(1, keepdim=True) + 1e-3)
-        cv = local_std(y)
         if ir is None:
+            cv = local_std(y)
             ir_n = torch.zeros_like(y)
             ci = torch.zeros_like(y)
             has = torch.zeros_like(y)
         else:
             i = _down(ir.float(), size)
             ir_n = (i - i.mean((2, 3), keepdim=True)) / (i.std((2, 3), keepdim=True) + 0.02)
-            ci = local_std(i) / (local_std(i).mean((2, 3), keepdim=True) + 1e-3)
+            cv, si = local_std(torch.cat([y, i], 1)).split(1, 1)     # both in one pass
+            ci = si / (si.mean((2, 3), keepdim=True) + 1e-3)
             has = torch.ones_like(y)
         # VIS contrast against IR contrast, each relative to its image mean: low where LWIR sees
         # structure that VIS does not (smoke); 0.5 without IR
