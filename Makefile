@@ -1,8 +1,10 @@
 # make demo : set up (.venv) and run the built-in synthetic smoky demo
+#             (make demo DEMO_CONFIG=configs/demo_radiometric.yaml: with a 16-bit radiometric IR camera)
 # make test : set up (.venv) and run the test suite
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+DEMO_CONFIG ?= configs/demo.yaml
 
 .PHONY: setup demo test bench clean
 
@@ -14,7 +16,7 @@ setup: $(BIN)/python
 	$(BIN)/pip install -q -e '.[test]'
 
 demo: setup
-	$(BIN)/python run_stream.py
+	$(BIN)/python run_stream.py --config $(DEMO_CONFIG)
 
 test: setup
 	$(BIN)/python -m pytest

@@ -143,7 +143,9 @@ def _source_config(url: str, modality: str, stream: str, options: dict, where: s
         cls = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as e:
         raise ConfigError(f"{where}.url: {kind} sources are not available ({e})") from None
-    opts = dict(options)
+    # capture_ir.agc / .radiometric describe the camera's counts, not the source (thermal/camera.py)
+    from thermal.camera import split_camera_options
+    opts, _ = split_camera_options(dict(options), modality, where)
     names = {f.name for f in dataclasses.fields(cls)}
     for key in ("url", "path", "modality", "stream"):
         if key in opts and key in names:
@@ -329,6 +331,10 @@ def effective_config(gc: GraphConfig) -> dict:
             sec = getattr(u, node)
             cfg = _source_config(sec.url, modality, stream, sec.options, node)
             d[node] = {"url": sec.url, **{k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("url", "path")}}
+            from thermal.camera import split_camera_options
+            _, camera = split_camera_options(sec.options, modality, node)
+            if camera is not None:
+                d[node].update(camera.to_meta())
         d["registration"] = dataclass_to_dict(u.registration)
         for node in ("recorder", "image_dump"):
             sec = getattr(u, node)
@@ -558,13 +564,14 @@ def instantiate(spec: dict, **source_options: Any) -> Any:
     name = name.split(PAIR_SEP)[0]     # the nodes of camera pair NAME are capture_vis@NAME, ...
     if name.startswith("capture_"):
         from stages import capture
+        from thermal.camera import IrCameraSource, split_camera_options
         url = cfg.pop("url")
         config = _source_config(url, spec["extra"]["modality"], spec.get("stream", "site0"), cfg, where)
         if source_options:
             config = dataclasses.replace(config, **source_options)
-        if spec.get("factory"):
-            return _import(spec["factory"])(config)
-        return capture.open_source(config)
+        source = _import(spec["factory"])(config) if spec.get("factory") else capture.open_source(config)
+        _, camera = split_camera_options(cfg, spec["extra"]["modality"], where)
+        return source if camera is None else IrCameraSource(source, camera)
     if name == "registration":
         from stages.registration import RegistrationStage
         config = build(RegistrationConfig, cfg, where)

@@ -44,6 +44,7 @@ import cv2
 import numpy as np
 
 from pipeline.packet import Packet
+from thermal.camera import IrFrames
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,9 @@ class RegistrationConfig:
     crop: list[int] | None = None    # [x, y, w, h] px in IR geometry, applied before resizing
     stream: str = ""                 # name of the pair stream; empty = the IR frame's stream
     online_refine: OnlineRefineConfig = field(default_factory=OnlineRefineConfig)  # see OnlineRefineConfig
+    ffc_detect: bool | Literal["auto"] = "auto"   # FFC freezes of the IR camera (thermal/ffc.py); auto: on for 16-bit IR
+    ffc_hold_ms: float = 500.0       # a frozen IR frame is paired (meta.ir_frozen: true) for at most this
+                                     # long after the last fresh one, then dropped and counted, ms
 
     def __post_init__(self) -> None:
         if isinstance(self.online_refine, dict):  # built in code from a plain mapping
@@ -113,6 +117,8 @@ class RegistrationConfig:
             raise ValueError(f"calibration_timeout_s: must be > 0 seconds, got {self.calibration_timeout_s}")
         if self.max_pending < 1:
             raise ValueError(f"max_pending: must be >= 1, got {self.max_pending}")
+        if self.ffc_hold_ms < 0:
+            raise ValueError(f"ffc_hold_ms: must be >= 0 ms, got {self.ffc_hold_ms}")
         if self.output_size is not None and (len(self.output_size) != 2 or min(self.output_size) < 8):
             raise ValueError(f"output_size: must be [width, height] with both >= 8 px, got {self.output_size}")
         if self.crop is not None and (len(self.crop) != 4 or min(self.crop[2:]) < 8 or min(self.crop[:2]) < 0):
@@ -305,6 +311,9 @@ class RegistrationStage:
         self._last_t: float | None = None                  # capture time of the latest frame (s)
         self._last_raw: tuple[np.ndarray, np.ndarray] | None = None   # latest raw pair (saved on timeout)
         self.calibrated_after_s: float | None = None       # capture seconds from the first frame to the estimate
+        # 16-bit IR: FFC freezes, AGC to the 8-bit picture, temperatures (thermal/camera.py)
+        self._ir_frames = IrFrames(config.ffc_detect, config.ffc_hold_ms)
+        self._ir_counts_seen = False
 
     def start(self) -> None:
         rc = self.config.online_refine
@@ -361,6 +370,8 @@ class RegistrationStage:
                 out.update({f"refine_{k}": v for k, v in self.refine_counts.items()})
                 out["refine_rejected_by"] = dict(self.refine_rejected_by)
             out["calibration_id"] = self._cal.id
+        if self._ir_counts_seen:
+            out.update(self._ir_frames.stats())
         if self._estimating:
             out["estimates"] = dict(self.estimate_counts)
             out["calibrated_after_s"] = self.calibrated_after_s
@@ -505,6 +516,9 @@ class RegistrationStage:
             raise RegistrationError(f"frame packet {pkt.stream}#{pkt.seq}: expected meta.modality 'vis' or 'ir' "
                                     f"with a matching buffer, got modality={modality!r} buffers={list(pkt.buffers)}")
         img = pkt.buffers[modality]
+        if modality == "ir" and (img.ndim != 2 or img.dtype not in (np.uint8, np.uint16)):
+            raise RegistrationError(f"IR frame {pkt.stream}#{pkt.seq}: expected (H, W) uint8 or uint16 (counts), "
+                                    f"got {img.dtype} {img.shape}")
         size = (img.shape[1], img.shape[0])
         if self._cal is not None and self._sizes_checked[modality] != size:
             other = "ir" if modality == "vis" else "vis"
@@ -531,6 +545,12 @@ class RegistrationStage:
         if packet.kind != "frame":
             raise RegistrationError(f"registration expects frame packets, got kind {packet.kind!r}")
         modality = self._check_frame(packet)
+        if modality == "ir" and (packet.buffers["ir"].dtype == np.uint16 or "ir_camera" in packet.meta
+                                 or self.config.ffc_detect is True):
+            self._ir_counts_seen = True
+            packet = self._ir_frames.frame(packet)
+            if packet is None:              # frozen longer than ffc_hold_ms: counted, not paired
+                return None
         if self._estimating:
             self._first_t = packet.t_mono if self._first_t is None else self._first_t
             self._last_t = packet.t_mono if self._last_t is None else max(self._last_t, packet.t_mono)
@@ -603,21 +623,33 @@ class RegistrationStage:
         if self._cal is None:
             # calibration: auto, no estimate yet: this pair feeds the estimator and is not fused
             self.counts["uncalibrated"] = self.counts.get("uncalibrated", 0) + 1
-            self._offer_estimate(vis, ir)
+            if not ir.meta.get("ir_frozen"):
+                self._offer_estimate(vis, ir)
             return None
-        if self._refiner is not None:
+        frozen = bool(ir.meta.get("ir_frozen"))
+        if self._refiner is not None and not frozen:   # a frozen IR frame is not the scene now
             self._maybe_refine(vis, ir)
+        elif self._refiner is not None:
+            with self._refine_lock:
+                self.refine_counts["skipped_frozen"] = self.refine_counts.get("skipped_frozen", 0) + 1
         cal = self._cal                                # read once: refinement may swap it meanwhile
         vis_img = cal.warp(vis.buffers["vis"])         # IR size, VIS channels
         ir_img = ir.buffers["ir"]
+        counts = ir.buffers.get("ir_counts")           # 16-bit IR: cut and scaled like the picture
         if self.config.crop is not None:
             x, y, w, h = self.config.crop
             vis_img, ir_img = vis_img[y:y + h, x:x + w], ir_img[y:y + h, x:x + w]
+            counts = None if counts is None else counts[y:y + h, x:x + w]
         if self.config.output_size is not None:
             size = tuple(self.config.output_size)
             if (ir_img.shape[1], ir_img.shape[0]) != size:
                 vis_img = cv2.resize(vis_img, size, interpolation=cv2.INTER_AREA)
                 ir_img = cv2.resize(ir_img, size, interpolation=cv2.INTER_AREA)
+                counts = None if counts is None else cv2.resize(counts, size, interpolation=cv2.INTER_AREA)
+        thermal = {k: ir.meta[k] for k in ("ir_frozen", "ir_age_ms", "ir_ffc_jump_counts") if k in ir.meta}
+        if counts is not None:
+            counts = np.ascontiguousarray(counts)
+            thermal.update(self._ir_frames.pair_meta(counts))
         skew_ms = (vis.t_mono - ir.t_mono) * 1000.0
         self._skews.append(skew_ms)
         if len(self._skews) > 2000:
@@ -625,11 +657,12 @@ class RegistrationStage:
         self.counts["pairs"] += 1
         pkt = Packet(stream=self.config.stream or ir.stream, kind="pair", seq=self._seq,
                      t_mono=ir.t_mono, t_wall=ir.t_wall, pts=ir.pts,
-                     buffers={"vis": np.ascontiguousarray(vis_img), "ir": np.ascontiguousarray(ir_img)},
+                     buffers={"vis": np.ascontiguousarray(vis_img), "ir": np.ascontiguousarray(ir_img),
+                              **({"ir_counts": counts} if counts is not None else {})},
                      meta={"skew_ms": round(skew_ms, 3), "vis_seq": vis.seq, "ir_seq": ir.seq,
                            "calibration_id": cal.id, "vis_t_mono": vis.t_mono,
                            "vis_pts": vis.pts, "ir_pts": ir.pts,
                            "vis_source": vis.meta.get("source", ""), "ir_source": ir.meta.get("source", ""),
-                           "clock": ir.meta.get("clock", "capture")})
+                           "clock": ir.meta.get("clock", "capture"), **thermal})
         self._seq += 1
         return pkt

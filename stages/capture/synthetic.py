@@ -38,6 +38,7 @@ IR_SIZE = (320, 256)           # (w, h) pixels, gray
 VIS_FPS = 20.0
 IR_FPS = 10.0
 SCENES = ("smoke", "target")
+FFC_JUMP_COUNTS = 6            # 16-bit IR: counts added after every other simulated FFC (~0.1 K at 34 °C)
 TARGET_INNER_CORNERS = (9, 6)  # (columns, rows) of inner corners, as cv2.findChessboardCorners wants
 TARGET_SQUARE_PX = 36.0        # square side in VIS pixels (about 20 px in IR)
 
@@ -390,6 +391,10 @@ class SyntheticConfig:
     stream: str = "synthetic"        # Packet.stream
     clock_origin_mono: float | None = None  # time.monotonic() of frame 0; None = at start().
                                      # Set the same value for both cameras to align them exactly.
+    bits: int = 8                    # ir: 8 = a picture (0..255) | 16 = radiometric counts (thermal/scene.py:
+                                     # person 34 °C, engine 80 °C, fire 400 °C; Planck constants thermal.scene.PLANCK)
+    ffc_every_s: float = 0.0         # ir, 16 bit: a flat-field correction every this many seconds; 0 = never
+    ffc_freeze_s: float = 0.5        # ... the frame freezes this long, then the counts jump by FFC_JUMP_COUNTS
 
 
 class SyntheticSource:
@@ -411,6 +416,13 @@ class SyntheticSource:
         if not 0 <= jitter < 500.0 / self.fps:
             raise CaptureError(f"synthetic: jitter_ms must be in [0, half a frame = {500 / self.fps:.1f}), got {jitter}")
         self.jitter_s = jitter / 1000.0
+        if config.bits not in (8, 16) or (config.bits == 16 and (config.modality != "ir" or config.scene != "smoke")):
+            raise CaptureError(f"synthetic: bits must be 8, or 16 for the IR camera of the smoke scene; got bits={config.bits} "
+                               f"for modality {config.modality!r}, scene {config.scene!r}")
+        if config.ffc_every_s < 0 or config.ffc_freeze_s <= 0 or 0 < config.ffc_every_s <= config.ffc_freeze_s:
+            raise CaptureError(f"synthetic: expected ffc_every_s >= 0 and 0 < ffc_freeze_s < ffc_every_s, got "
+                               f"{config.ffc_every_s}, {config.ffc_freeze_s}")
+        self._frozen: np.ndarray | None = None   # 16 bit: the frame repeated during an FFC
         self.frames = 0
         self.drops = 0
         self._next = 0
@@ -450,6 +462,8 @@ class SyntheticSource:
             return None
         if cfg.modality == "vis":
             buf = render_vis(t_n, cfg.seed, cfg.scene, cfg.smoke)
+        elif cfg.bits == 16:
+            buf = self._counts(t_n, n)
         else:
             buf = render_ir(t_n, cfg.seed, cfg.scene, cfg.smoke)
         t_mono, t_wall = self._clock.stamp(t_n)
@@ -459,6 +473,19 @@ class SyntheticSource:
                       buffers={cfg.modality: buf},
                       meta={"modality": cfg.modality, "source": self._source,
                             "clock": "capture" if cfg.paced else "media"})
+
+    def _counts(self, t_n: float, n: int) -> np.ndarray:
+        """A 16-bit radiometric frame, frozen during a simulated FFC (and offset after each one)."""
+        from thermal.scene import render_ir_counts
+        cfg = self.config
+        ffcs = int(t_n // cfg.ffc_every_s) if cfg.ffc_every_s > 0 else 0
+        if ffcs and t_n - ffcs * cfg.ffc_every_s < cfg.ffc_freeze_s and self._frozen is not None:
+            return self._frozen
+        counts = render_ir_counts(t_n, cfg.seed, cfg.smoke, frame=n)
+        if ffcs % 2:                  # the new offsets after each FFC: up, then back down
+            counts = counts + np.uint16(FFC_JUMP_COUNTS)
+        self._frozen = counts
+        return counts
 
     def stats(self) -> dict:
         return {"frames": self.frames, "drops": self.drops}
