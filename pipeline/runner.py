@@ -382,7 +382,7 @@ class Runner:
         def check_failures(msgs: list[dict]) -> str | None:
             for m in msgs:
                 if m.get("type") == "error":
-                    if m.get("node") in nodes and self._restartable(m["node"], nodes):
+                    if m.get("node") in nodes and self._restartable(m["node"], nodes) and m.get("restart") is not False:
                         reported[m["node"]] = m.get("reason", "unknown error")   # restarted once it exits
                         continue
                     return f"stage {m['node']} failed: {m.get('reason', 'unknown error')}"

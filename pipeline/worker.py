@@ -238,7 +238,8 @@ def run_node(spec: dict, ctx: zmq.Context, stop: threading.Event | SignalFlag,
         status = 1
         reason = one_line(e)
         log.debug("%s failed:\n%s", name, traceback.format_exc())
-        control.send("error", reason=reason)
+        # An error that says a restart cannot help (a full disk) ends the run at once.
+        control.send("error", reason=reason, **({"restart": False} if getattr(e, "restartable", True) is False else {}))
     finally:
         if stage is not None and started:
             try:

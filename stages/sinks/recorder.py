@@ -15,14 +15,24 @@ Why these choices:
 
 Optional second output: side by side VIS | IR | fused (| smoke map t, when the fusion stage made
 one) (`{prefix}_sbs_NNN.mp4`), for review.
+
+A full disk (ENOSPC, or a quota: EDQUOT) is not a crash to retry: `on_disk_full: stop_recording`
+(default) logs one line, closes what it can and stops recording, counting every later frame as
+dropped (`drops`, `disk_full` in stats()), while the stage keeps consuming, so fusion and the
+detector feed go on; `exit` ends the run with that one line instead (no restart). Frames the
+muxer held in the fragment that could not be written are taken off `frames_written` and counted
+as dropped too, so frames_written + drops = frames received. Closed segments are untouched and
+stay playable; the segment being written is playable up to its last complete fragment.
 """
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import logging
 import re
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Literal
 from pathlib import Path
 
 import av
@@ -42,6 +52,15 @@ class RecorderError(RuntimeError):
     """Recording failed (bad config, missing buffer, encoder or disk error). One line."""
 
 
+class DiskFullError(RecorderError):
+    """The recording's file system is full (or over quota). One line."""
+    restartable = False          # a restarted recorder would find the disk just as full
+
+
+def _disk_full(e: BaseException) -> bool:
+    return getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
+
+
 @dataclass
 class RecorderConfig:
     """Where and how to record. Durations in seconds of capture time."""
@@ -57,6 +76,8 @@ class RecorderConfig:
     preset: str = "veryfast"         # x264 speed preset
     threads: int = 1                 # encoder threads; 0 = auto (the machine is shared, keep it low)
     side_by_side: bool = False       # also write VIS | IR | fused (| smoke map) to {prefix}_sbs_NNN
+    on_disk_full: Literal["stop_recording", "exit"] = "stop_recording"  # stop_recording: one error line,
+                                     # count later frames as dropped, the run goes on | exit: end the run
 
 
 class _SegmentWriter:
@@ -67,6 +88,8 @@ class _SegmentWriter:
         self.prefix = prefix
         self.files: list[Path] = []
         self.frames_written = 0
+        self._durable = 0             # frames known to be in the file system (their fragment was written)
+        self._seg_first = 0           # frames_written when the open segment started
         self._container = None
         self._stream = None
         self._size: tuple[int, int] | None = None       # (w, h) of the open segment
@@ -97,7 +120,11 @@ class _SegmentWriter:
         try:
             for packet in self._stream.encode(frame):
                 self._container.mux(packet)
+                if packet.is_keyframe:            # the fragment before it has just been written out
+                    self._durable = self.frames_written
         except (av.FFmpegError, OSError) as e:
+            if _disk_full(e):
+                raise DiskFullError(f"recorder: disk full writing {self.files[-1]} ({_free(self.cfg.out_dir)})") from e
             raise RecorderError(f"recorder: writing {self.files[-1]} failed: {e}") from e
         self.frames_written += 1
 
@@ -109,6 +136,8 @@ class _SegmentWriter:
         try:
             container = av.open(str(path), "w", format=fmt, options={**options, "flush_packets": "1"})
         except (av.FFmpegError, OSError) as e:
+            if _disk_full(e):
+                raise DiskFullError(f"recorder: disk full creating {path} ({_free(cfg.out_dir)})") from e
             raise RecorderError(f"recorder: cannot create {path}: {e}") from e
         # The wall time of pts 0, so any frame's wall time is recoverable from the file alone.
         container.metadata["creation_time"] = dt.datetime.fromtimestamp(t_wall, dt.timezone.utc).isoformat()
@@ -123,6 +152,7 @@ class _SegmentWriter:
         stream.codec_context.thread_count = cfg.threads
         self._container, self._stream = container, stream
         self._size, self._t0, self._last_pts = (w, h), t_mono, -1
+        self._seg_first = self.frames_written
         self.files.append(path)
         log.info("recording %s (%dx%d, gop %d frames)", path, w, h, gop)
 
@@ -134,9 +164,51 @@ class _SegmentWriter:
         try:
             for packet in self._stream.encode(None):
                 container.mux(packet)
-        finally:
             container.close()
+        except (av.FFmpegError, OSError) as e:
             self._stream = None
+            if _disk_full(e):
+                raise DiskFullError(f"recorder: disk full closing {self.files[-1]} ({_free(self.cfg.out_dir)})") from e
+            raise
+        self._stream = None
+        self._durable = self.frames_written
+
+    def abandon(self) -> int:
+        """The file system is full: drop the open file as it is (playable up to where the disk
+        cut it). Returns the frames that never reached the disk, counted by decoding what did;
+        frames_written no longer counts them."""
+        container, self._container, self._stream = self._container, None, None
+        if container is not None:
+            try:
+                container.close()
+            except (av.FFmpegError, OSError):
+                pass              # the trailing fragment cannot be written either
+            # A fragment cut mid-way still plays up to the cut: count what a player gets.
+            self._durable = max(self._durable, self._seg_first + _playable_frames(self.files[-1]))
+        lost = self.frames_written - self._durable
+        self.frames_written = self._durable
+        return lost
+
+
+def _playable_frames(path: Path) -> int:
+    """Frames that decode from `path`, up to the first broken packet (0 if it cannot be opened)."""
+    n = 0
+    try:
+        with av.open(str(path)) as c:
+            for _ in c.decode(video=0):
+                n += 1
+    except (av.FFmpegError, OSError, IndexError):
+        pass
+    return n
+
+
+def _free(path: str) -> str:
+    """'N bytes free on PATH' for error lines."""
+    import shutil
+    try:
+        return f"{shutil.disk_usage(path).free} bytes free on {path}"
+    except OSError:
+        return f"free space on {path} unknown"
 
 
 def _even(image: np.ndarray) -> np.ndarray:
@@ -188,6 +260,8 @@ class RecorderSink:
             raise RecorderError(f"recorder: segment_s must be > 0 or None, got {config.segment_s}")
         self.config = config
         self._writers: list[_SegmentWriter] = []
+        self.drops = 0                # frames not recorded (disk full), counted
+        self.disk_full: str | None = None   # the one-line error once recording stopped for a full disk
 
     def start(self) -> None:
         cfg = self.config
@@ -209,10 +283,31 @@ class RecorderSink:
         if image is None:
             raise RecorderError(f"recorder: buffer {self.config.buffer!r} (key 'buffer') not in packet "
                                 f"{packet.seq} ({packet.kind}); it has {sorted(packet.buffers)}")
-        self._writers[0].write(image, packet.t_mono, packet.t_wall, packet.stream)
-        if self.config.side_by_side:
-            self._writers[1].write(side_by_side(packet), packet.t_mono, packet.t_wall, packet.stream)
+        if self.disk_full is not None:
+            self.drops += 1
+            return None
+        written = self._writers[0].frames_written
+        try:
+            self._writers[0].write(image, packet.t_mono, packet.t_wall, packet.stream)
+            if self.config.side_by_side:
+                self._writers[1].write(side_by_side(packet), packet.t_mono, packet.t_wall, packet.stream)
+        except DiskFullError as e:
+            self._stop_for_full_disk(e, this_frame_counted=self._writers[0].frames_written > written)
         return None
+
+    def _stop_for_full_disk(self, e: DiskFullError, this_frame_counted: bool) -> None:
+        """Stop recording (on_disk_full: stop_recording) or end the run (exit)."""
+        if self.config.on_disk_full == "exit":
+            for w in self._writers:
+                w.abandon()
+            raise DiskFullError(f"{e}; recorder.on_disk_full: exit ends the run") from None
+        lost = sum(w.abandon() for w in self._writers[:1]) + (0 if this_frame_counted else 1)
+        for w in self._writers[1:]:
+            w.abandon()
+        self.drops += lost
+        self.disk_full = str(e)
+        log.error("%s; recording stopped (recorder.on_disk_full: stop_recording), fusion and the detector "
+                  "feed go on; %d frames not recorded so far", e, lost)
 
     @property
     def files(self) -> list[Path]:
@@ -225,13 +320,21 @@ class RecorderSink:
 
     def stats(self) -> dict:
         """JSON-able counters for telemetry."""
-        return {"frames_written": self.frames_written, "files": [str(f) for f in self.files]}
+        out = {"frames_written": self.frames_written, "files": [str(f) for f in self.files], "drops": self.drops}
+        if self.disk_full is not None:
+            out["disk_full"] = self.disk_full
+        return out
 
     def _close_all(self) -> None:
         errors = []
         for w in self._writers:
             try:
                 w.close()
+            except DiskFullError as e:
+                if self.config.on_disk_full == "exit":
+                    errors.append(str(e))
+                elif self.disk_full is None:
+                    self._stop_for_full_disk(e, this_frame_counted=True)
             except (av.FFmpegError, OSError) as e:      # close the others anyway
                 errors.append(str(e))
         if errors:

@@ -47,7 +47,7 @@ def test_fragmented_mp4_with_capture_time_pts_and_drops(tmp_path):
         rec.process(_fused(seq, t))
     rec.process(Packet.eos("site0"))
     assert [p.name for p in rec.files] == ["fused_000.mp4"]
-    assert rec.stats() == {"frames_written": 30, "files": [str(rec.files[0])]}
+    assert rec.stats() == {"frames_written": 30, "files": [str(rec.files[0])], "drops": 0}
     n, pts, duration, size = _decode(rec.files[0])
     assert n == len(times) == 30 and size == (320, 256)
     np.testing.assert_allclose(pts, np.array(times) - times[0], atol=1e-3)
