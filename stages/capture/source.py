@@ -72,9 +72,14 @@ class MediaClock:
         m, w = time.monotonic(), time.time()
         return cls(mono0=float(origin_mono), wall0=w - (m - float(origin_mono)))
 
-    def stamp(self, media_s: float) -> tuple[float, float]:
-        """(t_mono, t_wall) of a frame `media_s` seconds after the first one."""
-        return self.mono0 + media_s, self.wall0 + media_s
+    def stamp(self, media_s: float, live: bool = False) -> tuple[float, float]:
+        """(t_mono, t_wall) of a frame `media_s` seconds after the first one. live: the frame is
+        being captured now, so t_wall is read from the wall clock (back-dated to t_mono) and follows
+        it when it is stepped; otherwise it is the first frame's wall time plus media_s."""
+        t_mono = self.mono0 + media_s
+        if live:
+            return t_mono, time.time() - (time.monotonic() - t_mono)
+        return t_mono, self.wall0 + media_s
 
     def wait_until(self, media_s: float, timeout_s: float) -> bool:
         """Sleep until `media_s` is due, at most `timeout_s`. True if it is due now."""

@@ -466,7 +466,7 @@ class SyntheticSource:
             buf = self._counts(t_n, n)
         else:
             buf = render_ir(t_n, cfg.seed, cfg.scene, cfg.smoke)
-        t_mono, t_wall = self._clock.stamp(t_n)
+        t_mono, t_wall = self._clock.stamp(t_n, live=cfg.paced)
         self._next = n + 1
         self.frames += 1
         return Packet(stream=cfg.stream, kind="frame", seq=n, t_mono=t_mono, t_wall=t_wall, pts=n / self.fps,
