@@ -47,11 +47,14 @@ PAIR_ENDPOINTS = ("fusion", "fusion_peer")
 
 # -- capture sections ------------------------------------------------------------------------------
 def source_kind(url: str) -> str:
-    """'synthetic' | 'rtsp' | 'file' | 'folder' from a capture URL (no I/O beyond a stat)."""
+    """'synthetic' | 'rtsp' | 'y16' | 'file' | 'folder' from a capture URL (no I/O beyond a stat)."""
+    from stages.capture.y16 import is_y16
     if url.startswith("synthetic:"):
         return "synthetic"
     if url.startswith(("rtsp://", "rtsps://")):
         return "rtsp"
+    if is_y16(url):
+        return "y16"
     if any(ch in url for ch in "*?[") or Path(url).is_dir():
         return "folder"
     return "file"
@@ -60,7 +63,7 @@ def source_kind(url: str) -> str:
 def source_is_live(url: str, options: dict) -> bool:
     """Live sources (cameras, paced synthetic) drop the oldest frame when late; files never do."""
     kind = source_kind(url)
-    if kind == "rtsp":
+    if kind == "rtsp" or (kind == "y16" and url.startswith("/dev/")):
         return True
     if kind == "synthetic":
         return bool(options.get("paced", True))
@@ -130,6 +133,7 @@ def _section(data: dict, name: str) -> dict:
 SOURCE_CONFIGS = {
     "synthetic": ("stages.capture.synthetic", "SyntheticConfig"),
     "rtsp": ("stages.capture.rtsp", "RtspConfig"),
+    "y16": ("stages.capture.y16", "Y16Config"),
     "file": ("stages.capture.video_file", "VideoFileConfig"),
     "folder": ("stages.capture.image_folder", "ImageFolderConfig"),
 }

@@ -8,6 +8,7 @@ Packet | None` (None = nothing yet; an eos packet once at the end of a finite so
     open_source("rtsp://admin:pw@10.0.0.5/stream1", modality="vis")
     open_source("clips/vis.mp4", modality="vis", realtime=True)
     open_source("tno/seq1/ir/*.png", modality="ir", fps=25)
+    open_source("/dev/video2", modality="ir", width=160, height=120, fps=9)    # UVC Y16 (16-bit counts)
     open_source(SyntheticConfig(modality="vis"))
 """
 from __future__ import annotations
@@ -22,13 +23,14 @@ from stages.capture.rtsp import RtspConfig, RtspError, RtspSource
 from stages.capture.source import CaptureError, mask_url
 from stages.capture.synthetic import SyntheticConfig, SyntheticSource
 from stages.capture.video_file import VideoFileConfig, VideoFileSource
+from stages.capture.y16 import Y16Config, Y16Source, is_y16
 
 __all__ = ["open_source", "CaptureError", "RtspError", "mask_url",
            "SyntheticConfig", "SyntheticSource", "RtspConfig", "RtspSource",
-           "VideoFileConfig", "VideoFileSource", "ImageFolderConfig", "ImageFolderSource"]
+           "VideoFileConfig", "VideoFileSource", "ImageFolderConfig", "ImageFolderSource", "Y16Config", "Y16Source"]
 
 SOURCES = {SyntheticConfig: SyntheticSource, RtspConfig: RtspSource,
-           VideoFileConfig: VideoFileSource, ImageFolderConfig: ImageFolderSource}
+           VideoFileConfig: VideoFileSource, ImageFolderConfig: ImageFolderSource, Y16Config: Y16Source}
 
 
 def source_config(spec: str, modality: str | None = None, **options: Any):
@@ -36,6 +38,7 @@ def source_config(spec: str, modality: str | None = None, **options: Any):
 
     - "synthetic" or "synthetic://<vis|ir>?seed=..&paced=0&scene=target&smoke=0.5&fps=.."
     - "rtsp://..." / "rtsps://..."
+    - "/dev/videoN" or a raw frame file (*.y16, *.raw, *.gray16) -> Y16 (16-bit IR counts)
     - a directory or a glob pattern (* ? [) -> image folder
     - any other path -> video file
     Raises CaptureError on unknown option names or a missing modality.
@@ -48,6 +51,8 @@ def source_config(spec: str, modality: str | None = None, **options: Any):
         cls, fields = SyntheticConfig, {**fields, **options}
     elif spec.startswith(("rtsp://", "rtsps://")):
         cls, fields = RtspConfig, {"url": spec, **options}
+    elif is_y16(spec):
+        cls, fields = Y16Config, {"path": spec, **options}
     elif any(ch in spec for ch in "*?[") or Path(spec).is_dir():
         cls, fields = ImageFolderConfig, {"path": spec, **options}
     else:

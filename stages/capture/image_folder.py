@@ -54,6 +54,17 @@ def list_images(path: str) -> list[str]:
     return sorted(files, key=natural_key)
 
 
+def _ir_gray(image: np.ndarray) -> tuple[np.ndarray | None, str | None]:
+    """An IR image as (H, W) uint8 or uint16 gray, or (None, why not)."""
+    if image.dtype not in (np.uint8, np.uint16):
+        return None, f"{image.dtype} pixels (expected 8- or 16-bit)"
+    if image.ndim == 3:
+        if image.shape[2] == 4:
+            image = image[:, :, :3]
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.shape[2] == 3 else image[:, :, 0]
+    return np.ascontiguousarray(image), None
+
+
 class ImageFolderSource:
     """Frames from image files. read(timeout_s) -> Packet | None (not yet due) | eos packet once."""
 
@@ -81,12 +92,16 @@ class ImageFolderSource:
 
     def _load(self, path: str) -> np.ndarray | None:
         """The image, or None when it must be skipped (raises CaptureError with on_error='raise')."""
-        flag = cv2.IMREAD_COLOR if self.config.modality == "vis" else cv2.IMREAD_GRAYSCALE
+        # IR keeps its bit depth: a 16-bit PNG/TIFF holds a camera's counts (uint16), kept for
+        # registration's AGC and radiometry; 8-bit files are read as gray as before.
+        flag = cv2.IMREAD_COLOR if self.config.modality == "vis" else cv2.IMREAD_UNCHANGED
         try:
             # imdecode(fromfile) rather than imread: it separates "cannot read" from "corrupt".
             data = np.fromfile(path, np.uint8)
             image = cv2.imdecode(data, flag) if data.size else None
             problem = "corrupt or not an image" if image is None else None
+            if image is not None and self.config.modality == "ir":
+                image, problem = _ir_gray(image)
         except OSError as e:
             image, problem = None, f"unreadable ({e.strerror or e})"
         if image is not None:
@@ -118,7 +133,7 @@ class ImageFolderSource:
             image = self._load(path)
             if image is None:
                 continue
-            t_mono, t_wall = self._clock.stamp(media_s)
+            t_mono, t_wall = self._clock.stamp(media_s, live=cfg.realtime)
             packet = Packet(stream=cfg.stream, kind="frame", seq=self.frames, t_mono=t_mono, t_wall=t_wall,
                             pts=media_s, buffers={cfg.modality: image},
                             meta={"modality": cfg.modality, "source": path, "clock": "media"})

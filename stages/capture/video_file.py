@@ -65,6 +65,10 @@ class VideoFileSource:
         except (av.FFmpegError, OSError, IndexError) as e:
             raise CaptureError(f"video_file: cannot read {path!r} as video: {e}") from e
         video.codec_context.thread_count = self.config.decoder_threads
+        # A gray stream deeper than 8 bits (FFV1 / PNG / raw gray16le, gray12le...) is an IR camera's
+        # counts: keep them as uint16 for registration's AGC and radiometry instead of an 8-bit picture.
+        pix = video.codec_context.pix_fmt or ""
+        self._gray16 = self.config.modality == "ir" and pix.startswith("gray") and pix not in ("gray", "grayf32le", "grayf32be")
         rate = video.average_rate or video.guessed_rate or 25
         self._period = 1.0 / float(rate)
         self._frames_iter = self._container.decode(video)
@@ -107,8 +111,9 @@ class VideoFileSource:
         self._pending = None
         self._last_pts = pts
         # PyAV hands out views with padded rows; consumers and the wire codec want dense arrays.
-        image = np.ascontiguousarray(frame.to_ndarray(format="bgr24" if cfg.modality == "vis" else "gray"))
-        t_mono, t_wall = self._clock.stamp(media_s)
+        fmt = "bgr24" if cfg.modality == "vis" else ("gray16le" if self._gray16 else "gray")
+        image = np.ascontiguousarray(frame.to_ndarray(format=fmt))
+        t_mono, t_wall = self._clock.stamp(media_s, live=cfg.realtime)
         packet = Packet(stream=cfg.stream, kind="frame", seq=self.frames, t_mono=t_mono, t_wall=t_wall,
                         pts=self._first_pts + media_s, buffers={cfg.modality: image},
                         meta={"modality": cfg.modality, "source": cfg.path, "clock": "media"})
