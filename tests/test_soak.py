@@ -85,7 +85,7 @@ def test_two_minute_soak_with_flapping_rtsp_cameras(tmp_path):
     summary = json.loads((out / "soak_summary.json").read_text())
     crit = summary["criteria"]
     assert crit["flap_recovery_s"]["flaps"] >= 4 and crit["flap_recovery_s"]["pass"] is True
-    assert crit["frame_accounting"]["pass"] is True and crit["frame_accounting"]["fused"] > 500
+    assert crit["frame_accounting"]["pass"] is True and crit["frame_accounting"]["fused"] > 200
     with open(out / "soak.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) >= 20 and {"fused_fps", "lat_p99_ms", "rss_mb", "open_fds", "depth_fusion",

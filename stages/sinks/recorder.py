@@ -20,9 +20,10 @@ A full disk (ENOSPC, or a quota: EDQUOT) is not a crash to retry: `on_disk_full:
 (default) logs one line, closes what it can and stops recording, counting every later frame as
 dropped (`drops`, `disk_full` in stats()), while the stage keeps consuming, so fusion and the
 detector feed go on; `exit` ends the run with that one line instead (no restart). Frames the
-muxer held in the fragment that could not be written are taken off `frames_written` and counted
-as dropped too, so frames_written + drops = frames received. Closed segments are untouched and
-stay playable; the segment being written is playable up to its last complete fragment.
+muxer held in the fragment that could not be written are taken off `frames_written` (by decoding
+what reached the disk) and counted as dropped too, so frames_written + drops = frames received.
+Segments closed before the disk filled are untouched and play to their end; the segment being
+written (and one being finished as the disk filled) plays up to where the disk cut it.
 """
 from __future__ import annotations
 
@@ -88,8 +89,7 @@ class _SegmentWriter:
         self.prefix = prefix
         self.files: list[Path] = []
         self.frames_written = 0
-        self._durable = 0             # frames known to be in the file system (their fragment was written)
-        self._seg_first = 0           # frames_written when the open segment started
+        self._file_frames: list[int] = []   # frames written into each file, in order
         self._container = None
         self._stream = None
         self._size: tuple[int, int] | None = None       # (w, h) of the open segment
@@ -120,13 +120,12 @@ class _SegmentWriter:
         try:
             for packet in self._stream.encode(frame):
                 self._container.mux(packet)
-                if packet.is_keyframe:            # the fragment before it has just been written out
-                    self._durable = self.frames_written
         except (av.FFmpegError, OSError) as e:
             if _disk_full(e):
                 raise DiskFullError(f"recorder: disk full writing {self.files[-1]} ({_free(self.cfg.out_dir)})") from e
             raise RecorderError(f"recorder: writing {self.files[-1]} failed: {e}") from e
         self.frames_written += 1
+        self._file_frames[-1] += 1
 
     def _open(self, w: int, h: int, t_mono: float, t_wall: float, stream_name: str) -> None:
         cfg = self.cfg
@@ -152,8 +151,8 @@ class _SegmentWriter:
         stream.codec_context.thread_count = cfg.threads
         self._container, self._stream = container, stream
         self._size, self._t0, self._last_pts = (w, h), t_mono, -1
-        self._seg_first = self.frames_written
         self.files.append(path)
+        self._file_frames.append(0)
         log.info("recording %s (%dx%d, gop %d frames)", path, w, h, gop)
 
     def close(self) -> None:
@@ -171,22 +170,24 @@ class _SegmentWriter:
                 raise DiskFullError(f"recorder: disk full closing {self.files[-1]} ({_free(self.cfg.out_dir)})") from e
             raise
         self._stream = None
-        self._durable = self.frames_written
 
     def abandon(self) -> int:
-        """The file system is full: drop the open file as it is (playable up to where the disk
-        cut it). Returns the frames that never reached the disk, counted by decoding what did;
-        frames_written no longer counts them."""
+        """The file system is full: drop the open file as it is. Returns the frames that never
+        reached the disk, counted by decoding what did; frames_written no longer counts them.
+
+        The file being written plays up to where the disk cut it (the fragment the muxer held is
+        lost); so may the one before it, when it was finished on an already full disk (FFmpeg does
+        not report every failed write when a file is closed), so both are decoded."""
         container, self._container, self._stream = self._container, None, None
         if container is not None:
             try:
                 container.close()
             except (av.FFmpegError, OSError):
                 pass              # the trailing fragment cannot be written either
-            # A fragment cut mid-way still plays up to the cut: count what a player gets.
-            self._durable = max(self._durable, self._seg_first + _playable_frames(self.files[-1]))
-        lost = self.frames_written - self._durable
-        self.frames_written = self._durable
+        for i in range(max(0, len(self.files) - 2), len(self.files)):
+            self._file_frames[i] = min(self._file_frames[i], _playable_frames(self.files[i]))
+        kept = sum(self._file_frames)
+        lost, self.frames_written = self.frames_written - kept, kept
         return lost
 
 
