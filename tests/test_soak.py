@@ -44,8 +44,11 @@ def test_criteria_pass_on_a_steady_run_and_name_each_failure():
     assert ok["rss_growth_mb"]["pass"] and ok["open_fds"]["pass"] and ok["latency_p99"]["pass"]
     assert ok["frame_accounting"]["pass"] and ok["flap_recovery_s"]["pass"] is None   # no flaps: n/a
 
-    leak = soak.evaluate(_rows(20, rss=lambda t: 700 + t / 30), _run(), [], 0.0, 150.0, ARGS)["criteria"]
-    assert leak["rss_growth_mb"]["pass"] is False and leak["rss_growth_mb"]["growth"] == pytest.approx(30.0, abs=0.5)
+    leak = soak.evaluate(_rows(20, rss=lambda t: 700 + t / 20), _run(), [], 0.0, 150.0, ARGS)["criteria"]
+    assert leak["rss_growth_mb"]["pass"] is False and leak["rss_growth_mb"]["growth"] == pytest.approx(30.0, abs=0.5)   # 1.5 MB/min
+    spikes = soak.evaluate(_rows(20, rss=lambda t: 725 if t % 120 == 0 else 700), _run(), [], 0.0, 150.0, ARGS)
+    assert spikes["criteria"]["rss_growth_mb"]["pass"] is True                 # given back: not growth
+    assert spikes["criteria"]["rss_growth_mb"]["peak_above_5min"] == 25
     fds = soak.evaluate(_rows(20, fds=lambda t: 160 + int(t // 120)), _run(), [], 0.0, 150.0, ARGS)["criteria"]
     assert fds["open_fds"]["pass"] is False
     slow = soak.evaluate(_rows(20, p99=lambda t: 320.0 if t == 900 else 150.0), _run(), [], 0.0, 150.0, ARGS)
