@@ -52,7 +52,9 @@ def _split_y(vis: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
 def _merge_y(y: np.ndarray, crcb: np.ndarray | None) -> np.ndarray:
     if crcb is None:
         return y
-    return cv2.cvtColor(np.dstack([y, crcb]), cv2.COLOR_YCrCb2BGR)
+    ycc = np.empty((*y.shape, 3), np.uint8)
+    ycc[..., 0], ycc[..., 1:] = y, crcb
+    return cv2.cvtColor(ycc, cv2.COLOR_YCrCb2BGR)
 
 
 @dataclass
@@ -141,15 +143,18 @@ class Fuser:
     @torch.inference_mode()
     def _estimate(self, vis_list, ir_list) -> tuple[np.ndarray, list[np.ndarray]]:
         """The smoke model on B images of one size -> (t (B,1,H,W) float32, dehazed VIS list)."""
-        rgb = torch.from_numpy(np.stack([v if v.ndim == 3 else v[..., None] for v in vis_list]))
-        rgb = rgb.permute(0, 3, 1, 2).flip(1).float() / 255  # (B, 3|1, H, W) RGB; gray stays 1 channel
+        colour = [v.ndim == 3 and v.shape[2] == 3 for v in vis_list]
+        rgb = torch.from_numpy(np.stack([cv2.cvtColor(v, cv2.COLOR_BGR2RGB) if c else v.reshape(*v.shape[:2], 1)
+                                         for v, c in zip(vis_list, colour)]))
+        rgb = rgb.permute(0, 3, 1, 2).float().div_(255)      # (B, 3|1, H, W) RGB; gray stays 1 channel
         ir = None
         if ir_list is not None:
-            ir = torch.from_numpy(np.stack(ir_list))[:, None].float() / 255
+            ir = torch.from_numpy(np.stack(ir_list))[:, None].float().div_(255)
         t, a = self.smoke(rgb, ir)
         j = dehaze(rgb, t, a, self.smoke.cfg.t0)
-        j = (j.flip(1).permute(0, 2, 3, 1) * 255 + 0.5).clamp(0, 255).to(torch.uint8).numpy()
-        jl = [j[b] if vis_list[b].ndim == 3 else j[b, ..., 0] for b in range(len(vis_list))]
+        j = (j.permute(0, 2, 3, 1) * 255 + 0.5).clamp_(0, 255).to(torch.uint8).numpy()
+        jl = [cv2.cvtColor(j[b], cv2.COLOR_RGB2BGR) if colour[b] else (j[b] if vis_list[b].ndim == 3 else j[b, ..., 0])
+              for b in range(len(vis_list))]
         return t.numpy(), jl
 
     def fuse_batch_full(self, vis_list: Sequence[np.ndarray], ir_list: Sequence[np.ndarray],

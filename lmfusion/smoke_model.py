@@ -188,7 +188,8 @@ class SmokeNet(nn.Module):
 
 def dehaze(vis: torch.Tensor, t: torch.Tensor, a: torch.Tensor, t0: float = 0.2) -> torch.Tensor:
     """J = (I - A) / max(t, t0) + A, clamped to [0, 1]. (B,C,H,W), (B,1,H,W), (B,C,1,1)."""
-    return ((vis.float() - a) / t.clamp(min=t0) + a).clamp(0, 1)
+    inv = 1 / t.float().clamp(min=t0)                        # (B,1,H,W): one pass, not one per colour
+    return torch.addcmul(a * (1 - inv), vis.float(), inv).clamp_(0, 1)  # (I - A) * inv + A
 
 
 def smoke_stats(t: torch.Tensor) -> dict[str, float]:
