@@ -50,11 +50,17 @@ def _split_y(vis: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def _merge_y(y: np.ndarray, crcb: np.ndarray | None) -> np.ndarray:
+    """Y (HxW uint8) and CrCb (HxWx2 uint8, None for gray) -> BGR (or the gray Y)."""
     if crcb is None:
         return y
-    ycc = np.empty((*y.shape, 3), np.uint8)
-    ycc[..., 0], ycc[..., 1:] = y, crcb
-    return cv2.cvtColor(ycc, cv2.COLOR_YCrCb2BGR)
+    return cv2.cvtColor(cv2.merge([y, crcb[..., 0], crcb[..., 1]]), cv2.COLOR_YCrCb2BGR)
+
+
+def _fade_chroma(crcb: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """CrCb (HxWx2 uint8) pulled towards neutral 128 where w (HxW float32 in [0, 1]) is small:
+    128 + (c - 128) * w, rounded, per pixel (one OpenCV blend per channel)."""
+    gray = np.full(w.shape, 128, np.uint8)
+    return cv2.merge([cv2.blendLinear(np.ascontiguousarray(crcb[..., k]), gray, w, 1 - w) for k in (0, 1)])
 
 
 @dataclass
@@ -184,8 +190,7 @@ class Fuser:
             if c is not None and self.chroma == "average":
                 c = ((c.astype(np.uint16) + 128) // 2).astype(np.uint8)
             elif c is not None and t is not None:
-                wc = clear_weight(torch.from_numpy(t[b, 0])).numpy()[..., None]
-                c = (128 + (c.astype(np.float32) - 128) * wc + 0.5).astype(np.uint8)
+                c = _fade_chroma(c, clear_weight(torch.from_numpy(t[b, 0])).numpy())
             tb = None if t is None else t[b, 0]
             res.append(FusionResult(_merge_y(self._to_u8(out[b], h, w), c), tb,
                                     None if tb is None else smoke_stats(torch.from_numpy(tb))))
