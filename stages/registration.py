@@ -6,6 +6,13 @@ arbitrarily). Output: pair packets
     meta {"skew_ms": t_vis - t_ir in ms, "vis_seq", "ir_seq", "calibration_id", ...}
 with the IR frame's clocks (IR is the geometry and time reference: t_mono, t_wall, pts).
 
+16-bit IR (counts): each IR frame goes through thermal.camera.IrFrames on arrival: FFC freeze
+check (`ffc_detect`, `ffc_hold_ms`: a frozen frame is paired with meta.ir_frozen for at most
+ffc_hold_ms, then dropped and counted in `ir_frozen_dropped`, not in `ir_in`), the AGC named by the
+camera's `capture_ir.agc` (the 8-bit picture becomes buffer "ir"), the counts kept as buffer
+"ir_counts" and cut/scaled with the picture; pairs of a radiometric camera carry
+meta.ir_temperature_c (docs/thermal.md).
+
 Pairing: IR is the reference stream. Each IR frame takes the VIS frame nearest in capture time
 (`t_mono`) within `tolerance_ms`; each VIS frame is used at most once. A decision waits until a
 VIS frame at or after the IR time has arrived, or until the next VIS frame (at least 0.75 of
