@@ -16,6 +16,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from common.schema import build
+
 from .errors import ConfigError
 from .smoke_model import SmokeNetConfig
 
@@ -77,16 +79,7 @@ class ModelConfig:
 
 
 def _build(cls, d: dict[str, Any], where: str):
-    names = {f.name: f for f in dataclasses.fields(cls)}
-    for k in d:
-        if k not in names:
-            raise ConfigError(f"{where}.{k}: unknown key (expected one of: {', '.join(names)})")
-    kw = {}
-    for k, v in d.items():
-        if isinstance(v, list):
-            v = tuple(v)
-        kw[k] = v
-    return cls(**kw)
+    return build(cls, d, where, error=ConfigError)
 
 
 PRESETS: dict[str, ModelConfig] = {

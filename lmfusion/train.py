@@ -29,6 +29,8 @@ from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
 from . import data as D
+from common.schema import build
+
 from .config import ConfigError, preset
 from .losses import ms_ssim, ssim
 from .networks import LMFusionNet
@@ -86,12 +88,7 @@ class TrainConfig:
     def from_yaml(cls, path: Path, **overrides: Any) -> "TrainConfig":
         raw = yaml.safe_load(Path(path).read_text()) or {}
         raw.update({k: v for k, v in overrides.items() if v is not None})
-        names = {f.name for f in dataclasses.fields(cls)}
-        for k in raw:
-            if k not in names:
-                raise ConfigError(f"{path}: {k}: unknown key (expected one of: {', '.join(sorted(names))})")
-        raw = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
-        cfg = cls(**raw)
+        cfg = build(cls, raw, str(path), error=ConfigError)
         if cfg.stage not in (1, 2):
             raise ConfigError(f"{path}: stage: expected 1 or 2, got {cfg.stage!r}")
         if cfg.optimizer not in ("piecewise", "adam", "adamw"):

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from lmfusion.batching import BatchConfig, MicroBatcher
-from lmfusion.errors import ConfigError, LMFusionError
+from pipeline.batching import BatchConfig, BatchError, MicroBatcher
+from pipeline.config import ConfigError
 
 
 class Clock:
@@ -72,7 +72,7 @@ def test_items_of_another_key_never_share_a_batch():
 def test_wrong_result_count_and_bad_config_are_errors():
     b = MicroBatcher(lambda items: items[:-1], BatchConfig(2, 1.0))
     b.add(1)
-    with pytest.raises(LMFusionError, match="1 results for 2 items"):
+    with pytest.raises(BatchError, match="1 results for 2 items"):
         b.add(2)
     with pytest.raises(ConfigError, match="max_batch"):
         BatchConfig(0, 1.0)

@@ -8,6 +8,7 @@
     ... batcher.time_to_deadline() -> the receive timeout; on timeout: batcher.poll()
     ... at end of stream: batcher.flush()
 
+The fusion worker (pipeline.worker) batches a stage that declares `batched = True` this way.
 Why: a GPU runs one batch of 4 pairs in much less than 4 times one pair's time, but a pair must
 not wait long for company: ``max_wait_ms`` bounds the latency batching adds. Pure logic (no
 threads, an injectable clock), so the fusion stage and its runner own the loop and the tests
@@ -19,7 +20,11 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Hashable, Sequence
 
-from .errors import ConfigError, LMFusionError
+from common.schema import ConfigError
+
+
+class BatchError(RuntimeError):
+    """The batch function broke its contract (one result per item)."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +68,7 @@ class MicroBatcher:
         results = list(self.fn(items))
         self.batches += 1
         if len(results) != len(items):
-            raise LMFusionError(f"batch function returned {len(results)} results for {len(items)} items")
+            raise BatchError(f"batch function returned {len(results)} results for {len(items)} items")
         return list(zip(items, results))
 
     def add(self, item: Any) -> list[tuple[Any, Any]]:
