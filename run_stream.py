@@ -23,10 +23,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent
 sys.path.insert(0, str(REPO))
 
-from pipeline.config import ConfigError, load_yaml, mask_secrets, to_json  # noqa: E402
-from pipeline.graph import (NODES, build_specs, check_security, describe_edges, effective_config,  # noqa: E402
-                            select_nodes, source_kind, validate)
+from app.operations import calibration_dates, source_urls  # noqa: E402
+from app.registry import NODES, check  # noqa: E402
+from pipeline.config import ConfigError, load_yaml, mask_secrets, override, to_json  # noqa: E402
+from pipeline.graph import build_specs, check_security, describe_edges, effective_config, select_nodes  # noqa: E402
 from pipeline.runner import RestartBudget, Runner  # noqa: E402
+from stages.capture import source_class  # noqa: E402
 from pipeline.transport import EndpointError  # noqa: E402
 
 DEFAULT_CONFIG = REPO / "configs" / "demo.yaml"
@@ -61,18 +63,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def apply_args(raw: dict, args: argparse.Namespace) -> dict:
     """The config mapping with the command-line options written into it (before validation)."""
     import yaml
-    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
+    data = dict(raw)
 
     def put(dotted: str, value) -> None:
-        section, _, key = dotted.partition(".")
-        if not isinstance(data.get(section), dict):
-            data[section] = {}
-        data[section][key] = value
+        override(data, dotted, value)
 
     for node, url in (("capture_vis", args.vis), ("capture_ir", args.ir)):
         if url:
             old = data.get(node) or {}
-            if source_kind(str(old.get("url", ""))) != source_kind(url):
+            if source_class(str(old.get("url", ""))) is not source_class(url):
                 data[node] = {}   # options of another source kind (the demo's seed, smoke) do not apply
             put(f"{node}.url", url)
     if args.calibration:
@@ -120,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s runner %(levelname)s %(message)s", datefmt="%H:%M:%S")
     try:
-        gc = validate(apply_args(load_yaml(args.config), args), args.config)
+        gc = check(apply_args(load_yaml(args.config), args), args.config)
         pc = gc.pipeline
         logging.getLogger().setLevel(pc.log_level.upper())
         specs = build_specs(gc, pc.mode)
@@ -133,20 +132,21 @@ def main(argv: list[str] | None = None) -> int:
     log.info("effective config (%s): %s", args.config, to_json(mask_secrets(effective_config(gc))))
     for line in describe_edges(specs):
         log.info("edge %s", line)
-    if gc.detector_feed.enabled and any(s.name == "fusion" for s in specs):
+    if gc.detector_feed.enabled and any(s.name == gc.final().name for s in specs):
         log.info("detector feed: %s (docs/streaming.md)", gc.detector_feed.endpoint)
     rs = pc.restart
     runner = Runner(specs, mode=pc.mode, duration_s=pc.duration_s, status_interval_s=pc.status_interval_s,
                     startup_timeout_s=pc.startup_timeout_s, shutdown_timeout_s=pc.shutdown_timeout_s,
                     stream=pc.stream, log_level=pc.log_level, status_out=None if args.quiet else sys.stderr,
                     restart=RestartBudget(rs.max, rs.window_s, rs.backoff_s, rs.backoff_max_s),
+                    latency_node=gc.final().name,
                     # /health should see a camera drop within about a second
                     stats_interval_s=0.5 if gc.http.listen else 1.0)
     ops = None
     if gc.http.listen:
         from pipeline.ops import OpsError, start_for_run
         try:
-            ops = start_for_run(gc, specs, runner)
+            ops = start_for_run(gc, specs, runner, source_urls(gc), calibration_dates(gc))
         except OpsError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         if ops is not None:
             ops.close()
     print(result.summary, file=sys.stderr)
-    files = [f for name, view in result.views.items() if name.split("@")[0] == "recorder" for f in view.files()]
+    files = [f for view in result.views.values() for f in view.files()]
     if files:
         print(f"recording: {', '.join(files)}", file=sys.stderr)
     if args.summary_json:

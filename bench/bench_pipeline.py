@@ -22,6 +22,7 @@ kernel copy of the same bytes the codec rows already handle, measured at ~0.05 m
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import sys
@@ -66,20 +67,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", default=str(REPO / "configs" / "demo.yaml"), help="pipeline YAML (its fusion section)")
     args = ap.parse_args(argv)
 
-    from pipeline.graph import load_graph_config
-    from stages.capture.synthetic import render_ir, render_vis
+    from app.registry import load
+    from common.synthetic_scene import render_ir, render_vis
     from stages.fusion import FusionStage, cuda_available, resolve_auto
     from stages.registration import RegistrationStage
-    from stages.sinks.recorder import RecorderConfig, RecorderSink
+    from stages.sinks.recorder import RecorderSink
 
-    gc = load_graph_config(args.config)
-    fcfg, choice = resolve_auto(gc.fusion, cuda_available())
+    gc = load(args.config)
+    fcfg, choice = resolve_auto(gc.config("fusion"), cuda_available())
     t = 1.0
     vis_img, ir_img = render_vis(t), render_ir(t)
     vis_pkt = Packet("demo", "frame", 0, t, 1e9, pts=t, buffers={"vis": vis_img}, meta={"modality": "vis"})
     ir_pkt = Packet("demo", "frame", 0, t + 0.002, 1e9, pts=t, buffers={"ir": ir_img}, meta={"modality": "ir"})
 
-    reg = RegistrationStage(gc.registration)
+    reg = RegistrationStage(gc.config("registration"))
     reg.start()
 
     def register_one() -> Packet:
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     fusion = FusionStage(fcfg)
     fusion.start()
     fuser = fusion.fuser_for(pair.buffers["ir"].shape[1], pair.buffers["ir"].shape[0]) if fcfg.fuser == "lmfusion" else None
-    fused = fusion.process(pair)
+    [fused] = fusion.process(pair)
 
     rows: list[tuple[str, str, float]] = []
     n = args.iters
@@ -162,8 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(("hop", "fused -> recorder (codec)", cpu_ms(lambda: hop(fused), n)))
     rows.append(("hop", "fused -> detector feed (encode only: PUB)", cpu_ms(lambda: encode(fused), n)))
     with tempfile.TemporaryDirectory() as tmp:
-        rec_opts = {k: v for k, v in gc.recorder.options.items() if k != "out_dir"}
-        rec = RecorderSink(RecorderConfig(out_dir=tmp, **rec_opts))
+        rec_cfg = dataclasses.replace(gc.config("recorder"), out_dir=tmp)
+        rec = RecorderSink(rec_cfg)
         rec.start()
         seq = iter(range(10 ** 6))
 
@@ -171,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             i = next(seq)
             rec.process(Packet("demo", "fused", i, t + 0.1 * i, 1e9, pts=0.1 * i, buffers=fused.buffers, meta={}))
         rows.append(("recorder", f"H.264 encode {fused.buffers['fused'].shape[1]}x{fused.buffers['fused'].shape[0]} "
-                                 f"({rec_opts.get('preset', 'veryfast')})", cpu_ms(record, n)))
+                                 f"({rec_cfg.preset})", cpu_ms(record, n)))
         rec.stop()
 
     pipeline_ms = sum(ms for stage, step, ms in rows if not stage.startswith("capture") and not step.startswith("("))

@@ -106,7 +106,7 @@ def synthetic_pairs(n: int = 20):
 
     init is the nominal rig a user knows from the lens data sheets: 0.55x about the centres.
     """
-    from stages.capture.synthetic import IR_SIZE, TRUE_IR_FROM_VIS, VIS_SIZE, render_pair
+    from common.synthetic_scene import IR_SIZE, TRUE_IR_FROM_VIS, VIS_SIZE, render_pair
     c_vis = np.array([[1, 0, -VIS_SIZE[0] / 2], [0, 1, -VIS_SIZE[1] / 2], [0, 0, 1.0]])
     c_ir = np.array([[1, 0, IR_SIZE[0] / 2], [0, 1, IR_SIZE[1] / 2], [0, 0, 1.0]])
     init = c_ir @ np.diag([0.55, 0.55, 1.0]) @ c_vis

@@ -5,7 +5,7 @@
     python bench/bench_stage_batching.py --threads 2           # ORT intra-op threads (default 1)
 
 What it runs: the real `FusionStage` (lmfusion, ONNX Runtime, the shipped weights) fed registered
-320x256 synthetic pairs, batched by `lmfusion.batching.MicroBatcher` exactly as the fusion worker
+320x256 synthetic pairs, batched by `pipeline.batching.MicroBatcher` exactly as the fusion worker
 does (drain what is queued, `add_many`, wait at most max_wait_ms, `poll`). No sockets or other
 stages: this is the stage's own cost and the batching policy, on this machine.
 
@@ -35,9 +35,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lmfusion.batching import BatchConfig, MicroBatcher  # noqa: E402
+from pipeline.batching import BatchConfig, MicroBatcher  # noqa: E402
 from pipeline.packet import Packet  # noqa: E402
-from stages.capture.synthetic import IR_SIZE, TRUE_IR_FROM_VIS, render_pair  # noqa: E402
+from common.synthetic_scene import IR_SIZE, TRUE_IR_FROM_VIS, render_pair  # noqa: E402
 from stages.fusion import FusionConfig, FusionStage  # noqa: E402
 
 MODELS = {  # name -> FusionConfig keys (the configs shipped for them)

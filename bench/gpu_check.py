@@ -134,7 +134,7 @@ def run_cuda_tests(budget: Budget) -> Row:
 def test_inputs(w: int, h: int, batch: int) -> tuple[np.ndarray, np.ndarray]:
     """(vis_y, ir_y) float32 (B, 1, h, w) in [0, 1]: the synthetic street (structure, not noise)."""
     import cv2
-    from stages.capture.synthetic import render_pair
+    from common.synthetic_scene import render_pair
     vis, ir = [], []
     for b in range(batch):
         v, i = render_pair(0.5 + 0.7 * b, seed=b, smoke=0.6)

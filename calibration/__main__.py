@@ -72,7 +72,7 @@ def cmd_points(args) -> int:
 def _synthetic_target_frames(n: int):
     """n frame pairs of the synthetic source's heated checkerboard (scene="target")."""
     try:
-        from stages.capture.synthetic import render_pair
+        from common.synthetic_scene import render_pair
     except ImportError as e:
         raise CalibrationError(f"target --synthetic: the synthetic source is not importable ({e})") from None
     times = np.linspace(0.0, 10.0, n) if n > 1 else [0.0]

@@ -1,32 +1,26 @@
 """Pipeline config: one YAML per pipeline, a `version:` key, one section per stage named after it.
 
-Every section maps onto a `*Config` dataclass; its fields, types and defaults are the schema.
-Unknown keys and bad values are errors that name the file and the key, e.g.
-
-    configs/demo.yaml: fusion.fuserr: unknown key (expected one of: fuser, fallback, device, ...)
-
-Sections: pipeline, capture_vis, capture_ir, registration, fusion, recorder, detector_feed,
-image_dump, endpoints. `configs/demo.yaml` is the commented manual of every key.
+Every section maps onto a `*Config` dataclass, checked by common.schema.build: unknown keys and
+bad values are errors that name the file and the key. This module holds the runtime's own sections
+(pipeline, detector_feed, http, security); the stages' sections come from the application's
+registry (pipeline/graph.py). `configs/demo.yaml` is the commented manual of every key.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
-import types
-import typing
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
+from common.schema import ConfigError
 from pipeline.transport import Defaults
 
 CONFIG_VERSION = 1
-
-
-class ConfigError(ValueError):
-    """A config file or override is invalid; the one-line message names the file and the key."""
+__all__ = ["ConfigError", "CONFIG_VERSION", "PipelineConfig", "RestartConfig", "DetectorFeedConfig", "HttpConfig",
+           "SecurityConfig", "load_yaml", "override", "mask_url", "mask_secrets", "to_json"]
 
 
 # -- sections owned by the runtime ----------------------------------------------------------------
@@ -77,12 +71,6 @@ class PipelineConfig:
 
 
 @dataclass
-class CaptureConfig:
-    url: str = ""        # synthetic:// | rtsp://user:pass@host/path | video file | image folder or glob
-    options: dict = field(default_factory=dict)  # source-specific keys (see docs/sources_and_recording.md)
-
-
-@dataclass
 class DetectorFeedConfig:
     enabled: bool = True
     endpoint: str = Defaults.DETECTOR_FEED   # where detectors subscribe (ZeroMQ PUB)
@@ -121,120 +109,6 @@ class SecurityConfig:
     allowed_clients: str = ""             # directory of client public keys (*.key) binding sockets accept
 
 
-@dataclass
-class EndpointsConfig:
-    """Input endpoint of each stage as that stage sees it. Empty = chosen by the runner
-    (ipc in a temp dir, or inproc in thread mode). Set them to split a graph over hosts with
-    `--only`; `<stage>_peer` is what the upstream side uses when it differs from the mirror
-    (e.g. the stage binds tcp://0.0.0.0:5555, upstream connects to tcp://hostB:5555)."""
-    registration_vis: str = ""
-    registration_vis_peer: str = ""
-    registration_ir: str = ""
-    registration_ir_peer: str = ""
-    fusion: str = ""
-    fusion_peer: str = ""
-    recorder: str = ""
-    recorder_peer: str = ""
-    image_dump: str = ""
-    image_dump_peer: str = ""
-
-
-# -- generic dataclass <- dict with named errors --------------------------------------------------
-def _type_name(tp: Any) -> str:
-    if typing.get_origin(tp) is Literal:      # Literal["auto"] -> 'auto'
-        return " or ".join(repr(a) for a in typing.get_args(tp))
-    return getattr(tp, "__name__", str(tp).replace("typing.", ""))
-
-
-def _coerce(value: Any, tp: Any, where: str) -> Any:
-    """Check/convert one YAML value against a field annotation; raise ConfigError naming `where`."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if tp is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for a in args:
-            if a is type(None):
-                continue
-            try:
-                return _coerce(value, a, where)
-            except ConfigError as e:
-                errors.append(str(e))
-        raise errors[0] if len(errors) == 1 else ConfigError(f"{where}: {value!r} is not a valid value "
-                                                             f"(expected {' or '.join(_type_name(a) for a in args)})")
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(str, args))}")
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
-        return value
-    if origin in (list, tuple) or tp in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(value) != len(args):
-                raise ConfigError(f"{where}: expected a list of {len(args)} items, got {value!r}")
-            return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
-        item = args[0] if args else Any
-        out = [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
-        return tuple(out) if origin is tuple or tp is tuple else out
-    if origin is dict or tp is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return dict(value)
-    if dataclasses.is_dataclass(tp):
-        return build(tp, value, where)
-    return value
-
-
-def build(cls: type, data: Any, where: str) -> Any:
-    """Make `cls(**data)` with every key and value checked. `where` prefixes errors
-    ("configs/demo.yaml: fusion"); a value error raised by the dataclass itself is expected to
-    start with the key name ("tolerance_ms: must be > 0")."""
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping of keys, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls) if f.init]
-    kwargs = {}
-    for key, value in data.items():
-        if key not in names:
-            raise ConfigError(f"{where}.{key}: unknown key (expected one of: {', '.join(names)})")
-        kwargs[key] = _coerce(value, hints[key], f"{where}.{key}")
-    try:
-        return cls(**kwargs)
-    except ConfigError:
-        raise
-    except (ValueError, TypeError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        key = msg.split(":", 1)[0].strip()
-        sep = "." if key in names else ": "
-        raise ConfigError(f"{where}{sep}{msg}") from None
-
-
-def dataclass_to_dict(obj: Any) -> dict:
-    """Field name -> value; a nested config dataclass (a sub-section) becomes a dict too."""
-    return {f.name: dataclass_to_dict(v) if dataclasses.is_dataclass(v := getattr(obj, f.name)) else v
-            for f in dataclasses.fields(obj)}
-
-
 def load_yaml(path: str | Path) -> dict:
     p = Path(path)
     try:
@@ -250,17 +124,32 @@ def load_yaml(path: str | Path) -> dict:
     return data
 
 
-def set_dotted(data: dict, dotted: str, value: Any) -> None:
-    """Override `section.key` in a raw config mapping (used by run_stream.py's options)."""
+def override(data: dict, dotted: str, value: Any) -> None:
+    """Set `section.key` in a raw config mapping (--set, the command-line options, tests)."""
     section, _, key = dotted.partition(".")
     if not isinstance(data.get(section), dict):
         data[section] = {}
+    else:
+        data[section] = dict(data[section])     # never write into a mapping the caller shares
     data[section][key] = value
+
+
+# user:password@ inside any URL-ish string; the password is the part after the first colon.
+_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:@/\s]*):(?P<pw>[^@/\s]*)@")
+
+
+def mask_url(text: str) -> str:
+    """Replace every URL password in `text` with `***`.
+
+    'rtsp://admin:s3cret@10.0.0.5:554/live' -> 'rtsp://admin:***@10.0.0.5:554/live'.
+    Works on whole messages too (FFmpeg errors quote the URL), so wrap any text that may contain
+    a URL before it is logged, raised or put into packet meta.
+    """
+    return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", str(text))
 
 
 def mask_secrets(obj: Any) -> Any:
     """A copy of a config structure with URL passwords replaced by ***."""
-    from stages.capture.source import mask_url
     if isinstance(obj, dict):
         return {k: mask_secrets(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

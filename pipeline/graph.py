@@ -1,19 +1,19 @@
-"""The pipeline graph: the validated config of a whole pipeline, and the node specs built from it.
+"""The pipeline graph, built from an application's registry of node types.
 
-    capture_vis --\\
-                   >-- registration --> fusion --+--> recorder
-    capture_ir  --/                              +--> detector feed (ZeroMQ PUB, not a node)
-                                                 +--> image_dump (optional)
+A registry (app/registry.py) lists `NodeType`s: a config section, the class that runs it (which
+declares its Config and its input and output ports, pipeline/stage.py) and, for each input port,
+the node type feeding it. From a pipeline YAML this module builds
 
-Several camera pairs can share one fusion stage (`pairs:` in the config): each pair gets its own
-capture_vis@NAME, capture_ir@NAME, registration@NAME and recorder@NAME (image_dump@NAME) nodes;
-every packet of a pair carries stream NAME, the fusion stage batches pairs of all cameras, and
-its outputs route each fused packet to its own pair's sinks (the detector feed gets them all).
+- `validate()`: every section checked (errors name the file and key), one `Node` per node;
+  with `pairs:` the per-pair node types are copied once per camera pair (capture_vis@cam1, ...),
+  each pair's sections merged over the top-level ones, and the shared nodes (fusion) take the
+  inputs of every pair;
+- `build_specs()`: JSON-able `NodeSpec`s with every edge wired from the declared ports, the
+  endpoints and the queue policy: live sources -> "drop_oldest" on every edge; file sources ->
+  "block" (lossless). Every non-source node binds its inputs (PULL); upstream nodes connect;
+- `select_nodes()`: the nodes one host runs (`--only`, by node name).
 
-Each node becomes a JSON-able spec (`NodeSpec.to_dict()`) that `pipeline.worker` runs in a
-thread or a process. Every non-source node binds its own input (a PULL socket); upstream nodes
-connect to it. The queue policy of every edge is decided here and printed at startup:
-live sources -> "drop_oldest" on every edge; file sources -> "block" (lossless).
+This module knows no stage by name.
 """
 from __future__ import annotations
 
@@ -22,216 +22,186 @@ import importlib
 import os
 import re
 import tempfile
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping
 
-from pipeline.config import (CONFIG_VERSION, ConfigError, DetectorFeedConfig, EndpointsConfig, HttpConfig,
-                             PipelineConfig, SecurityConfig, build, dataclass_to_dict, load_yaml)
+from common.schema import build, field_names, to_dict
+from pipeline.config import (CONFIG_VERSION, ConfigError, DetectorFeedConfig, HttpConfig, PipelineConfig,
+                             SecurityConfig, load_yaml, override)
 from pipeline.security import SecurityError, check_endpoint
+from pipeline.stage import role_of
 from pipeline.transport import EndpointError, parse_endpoint
-from stages.fusion import FusionConfig
-from stages.registration import RegistrationConfig
 
-NODES = ("capture_vis", "capture_ir", "registration", "fusion", "recorder", "image_dump")
-SECTIONS = ("version", "pipeline", *NODES, "detector_feed", "endpoints", "pairs", "http", "security")
-LATENCY_NODE = "fusion"   # latency "capture -> fused" is measured at fusion's output
-PAIR_KEYS = ("name", "capture_vis", "capture_ir", "registration", "recorder", "image_dump")
 PAIR_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")   # a stream name, a node suffix, a folder name
 PAIR_SEP = "@"            # node names of a pair: capture_vis@cam1, registration@cam1, recorder@cam1
-# With pairs:, only the shared fusion input may be set in `endpoints:`; per-pair edges use the
-# runner's defaults (splitting a multi-pair graph over hosts is not supported yet).
-PAIR_ENDPOINTS = ("fusion", "fusion_peer")
+RUNTIME_SECTIONS = ("detector_feed", "endpoints", "pairs", "http", "security")
 
 
-# -- capture sections ------------------------------------------------------------------------------
-def source_kind(url: str) -> str:
-    """'synthetic' | 'rtsp' | 'y16' | 'file' | 'folder' from a capture URL (no I/O beyond a stat)."""
-    from stages.capture.y16 import is_y16
-    if url.startswith("synthetic:"):
-        return "synthetic"
-    if url.startswith(("rtsp://", "rtsps://")):
-        return "rtsp"
-    if is_y16(url):
-        return "y16"
-    if any(ch in url for ch in "*?[") or Path(url).is_dir():
-        return "folder"
-    return "file"
+@dataclass(frozen=True)
+class NodeType:
+    """One registry line: a config section and the node it makes.
 
-
-def source_is_live(url: str, options: dict) -> bool:
-    """Live sources (cameras, paced synthetic) drop the oldest frame when late; files never do."""
-    kind = source_kind(url)
-    if kind == "rtsp" or (kind == "y16" and url.startswith("/dev/")):
-        return True
-    if kind == "synthetic":
-        return bool(options.get("paced", True))
-    return bool(options.get("realtime", False) or options.get("paced", False))
+    `stage` is the class (its Config is the section's schema); for a section whose class depends
+    on its keys (a capture url), `configure(section, where, fixed) -> (class, config, meta)` builds
+    both; `meta` is added to the meta of every frame packet the node's source sends."""
+    name: str                                   # section name = node name (+ "@PAIR" per camera pair)
+    stage: type | None = None
+    feeds: Mapping[str, str] = field(default_factory=dict)   # input port -> the node type feeding it
+    per_pair: bool = True                       # one per camera pair; False: one shared by all pairs
+    enabled: bool | None = None                 # optional node: the default of its section's `enabled`
+    fixed: Mapping[str, Any] = field(default_factory=dict)   # config keys the runner sets, with their values
+    pair_dir: str = ""                          # with pairs:, this output folder key gets /<pair name>
+    final: bool = False                         # the product: latency, max_frames, detector feed, live view
+    configure: Callable[[dict, str, dict], tuple[type, Any, dict]] | None = None
+    resolve: Callable[[Any, dict, str], Any] | None = None   # (config, {type: Node} of its pair, where) -> config
 
 
 @dataclass
-class CaptureSection:
-    url: str                 # synthetic:// | rtsp://... | video file | image folder/glob
-    options: dict            # the other keys of the section, for the source's own *Config
+class Node:
+    """One node of a validated graph."""
+    name: str                  # "registration", or "registration@cam1" for camera pair cam1
+    type: NodeType
+    pair: str                  # the camera pair's name; "" without pairs:
+    cls: type
+    config: Any                # the built *Config
+    section: dict              # the section as given (for the effective config: keys like url)
+    enabled: bool = True
+    meta: dict = field(default_factory=dict)   # a source's: added to every frame packet's meta
 
-
-@dataclass
-class SinkSection:
-    enabled: bool
-    options: dict            # the other keys, for the sink's own *Config
-
-
-@dataclass
-class PairSection:
-    """One camera pair: its cameras, registration and sinks. `name` is the stream of its packets
-    ("" for the single pair of a config without `pairs:`, whose stream is pipeline.stream)."""
-    name: str
-    capture_vis: CaptureSection
-    capture_ir: CaptureSection
-    registration: RegistrationConfig
-    recorder: SinkSection
-    image_dump: SinkSection
+    @property
+    def role(self) -> str:
+        return role_of(self.cls)
 
 
 @dataclass
 class GraphConfig:
-    """A whole pipeline, validated. `raw` keeps the YAML mapping for logging (masked).
-
-    Without `pairs:` the capture/registration/sink sections describe the one camera pair and
-    `pairs` is empty. With `pairs:` every pair is in `pairs` (its sections merged over the
-    top-level registration/recorder/image_dump defaults) and capture_vis/capture_ir are None."""
+    """A whole pipeline, validated. `raw` keeps the YAML mapping for logging (masked)."""
     path: str
+    registry: tuple[NodeType, ...]
     pipeline: PipelineConfig
-    capture_vis: CaptureSection | None
-    capture_ir: CaptureSection | None
-    registration: RegistrationConfig
-    fusion: FusionConfig
-    recorder: SinkSection
+    nodes: list[Node]
+    pair_names: list[str]
     detector_feed: DetectorFeedConfig
-    image_dump: SinkSection
-    endpoints: EndpointsConfig
-    pairs: list[PairSection] = field(default_factory=list)
+    endpoints: Any             # endpoints_class(registry)
+    http: HttpConfig
+    security: SecurityConfig
     raw: dict = field(default_factory=dict)
-    http: HttpConfig = field(default_factory=HttpConfig)
-    security: SecurityConfig = field(default_factory=SecurityConfig)
 
-    def units(self) -> list[PairSection]:
-        """The camera pairs this graph runs: `pairs`, or the single pair as one unnamed unit."""
-        if self.pairs:
-            return self.pairs
-        return [PairSection("", self.capture_vis, self.capture_ir, self.registration, self.recorder,
-                            self.image_dump)]
+    def node(self, name: str) -> Node:
+        return next(n for n in self.nodes if n.name == name)
 
+    def config(self, name: str) -> Any:
+        """The *Config of node `name` ("fusion", "registration@cam2")."""
+        return self.node(name).config
 
-def _section(data: dict, name: str) -> dict:
-    value = data.get(name) or {}
-    return value
+    def final(self) -> Node:
+        return next(n for n in self.nodes if n.type.final)
 
-
-# Where each source kind keeps its *Config (stages/capture/, engineer B's modules).
-SOURCE_CONFIGS = {
-    "synthetic": ("stages.capture.synthetic", "SyntheticConfig"),
-    "rtsp": ("stages.capture.rtsp", "RtspConfig"),
-    "y16": ("stages.capture.y16", "Y16Config"),
-    "file": ("stages.capture.video_file", "VideoFileConfig"),
-    "folder": ("stages.capture.image_folder", "ImageFolderConfig"),
-}
+    def pairs(self) -> dict[str, dict[str, Node]]:
+        """Camera pair stream -> {node type: Node} of its per-pair nodes ("" -> pipeline.stream)."""
+        out: dict[str, dict[str, Node]] = {}
+        for n in self.nodes:
+            if n.type.per_pair:
+                out.setdefault(n.pair or self.pipeline.stream, {})[n.type.name] = n
+        return out
 
 
-def _source_config(url: str, modality: str, stream: str, options: dict, where: str) -> Any:
-    """The capture source's own *Config object for `url`, every key checked."""
-    kind = source_kind(url)
-    module, name = SOURCE_CONFIGS[kind]
-    try:
-        cls = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as e:
-        raise ConfigError(f"{where}.url: {kind} sources are not available ({e})") from None
-    # capture_ir.agc / .radiometric describe the camera's counts, not the source (thermal/camera.py)
-    from thermal.camera import split_camera_options
-    opts, _ = split_camera_options(dict(options), modality, where)
-    names = {f.name for f in dataclasses.fields(cls)}
-    for key in ("url", "path", "modality", "stream"):
-        if key in opts and key in names:
-            raise ConfigError(f"{where}.{key}: set by the runner (from url:, the section name and "
-                              f"pipeline.stream); remove it")
-    if "stream" in names:
-        opts["stream"] = stream
-    checked = build(cls, {**opts, "modality": modality} if "modality" in names else opts, where)
-    # Let stages.capture merge what the URL itself says (synthetic://ir?seed=3), then build it.
-    from stages.capture import CaptureError, source_config
-    given = {k: getattr(checked, k) for k in opts}
-    try:
-        return source_config(url, modality, **given)
-    except CaptureError as e:
-        raise ConfigError(f"{where}.url: {e}") from None
+# -- the registry's derived facts ------------------------------------------------------------------
+def input_key(t: NodeType, port: str) -> str:
+    """The endpoints key of one input: the node's name, or name_port when it has several inputs."""
+    return t.name if len(t.feeds) == 1 else f"{t.name}_{port}"
 
 
-def _sink_config(kind: str, options: dict, where: str) -> Any:
-    if kind == "recorder":
-        from stages.sinks.recorder import RecorderConfig as cls
-    else:
-        from stages.sinks.image_dump import ImageDumpConfig as cls
-    return build(cls, options, where)
+def endpoints_class(registry: tuple[NodeType, ...]) -> type:
+    """The `endpoints:` section's schema: every input's key and its `_peer`, "" = the runner's choice."""
+    keys = [k for t in registry for port in t.feeds for k in (input_key(t, port), input_key(t, port) + "_peer")]
+    return dataclasses.make_dataclass("EndpointsConfig", [(k, str, field(default="")) for k in keys])
 
 
-def load_graph_config(path: str | Path, overrides: dict[str, Any] | None = None) -> GraphConfig:
+def _downstream_of_shared(registry: tuple[NodeType, ...]) -> set[str]:
+    """Per-pair node types fed (directly or not) by a shared one: they come after it in the graph."""
+    by = {t.name: t for t in registry}
+    out: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        for t in registry:
+            if t.name not in out and any(not by[u].per_pair or u in out for u in t.feeds.values()):
+                out.add(t.name)
+                changed = True
+    return {n for n in out if by[n].per_pair}
+
+
+# -- validation ------------------------------------------------------------------------------------
+def load_graph_config(path: str | Path, registry: tuple[NodeType, ...],
+                      overrides: dict[str, Any] | None = None) -> GraphConfig:
     """Read, override (`{"fusion.fuser": "average"}`) and validate a pipeline YAML."""
     data = load_yaml(path)
     for dotted, value in (overrides or {}).items():
-        section, _, key = dotted.partition(".")
-        if not isinstance(data.get(section), dict):
-            data[section] = {}
-        data[section][key] = value
-    return validate(data, str(path))
+        override(data, dotted, value)
+    return validate(data, str(path), registry)
 
 
-def _capture_section(sec: Any, node: str, modality: str, stream: str, where: str) -> CaptureSection:
-    if not isinstance(sec, dict):
-        raise ConfigError(f"{where}: {node}: expected a mapping of keys")
-    sec = dict(sec)
-    url = sec.pop("url", None)
-    if not isinstance(url, str) or not url:
-        raise ConfigError(f"{where}: {node}.url: required (synthetic://, rtsp://..., a video file or an image folder)")
-    _source_config(url, modality, stream, sec, f"{where}: {node}")   # validates only
-    return CaptureSection(url=url, options=sec)
+def _mapping(value: Any, where: str, what: str = "a mapping of keys") -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected {what}, got {value!r}")
+    return dict(value)
 
 
-def _sink_section(sec: Any, node: str, where: str) -> SinkSection:
-    if not isinstance(sec, dict):
-        raise ConfigError(f"{where}: {node}: expected a mapping of keys")
-    sec = dict(sec)
-    enabled = sec.pop("enabled", node.split(".")[-1] == "recorder")
-    if not isinstance(enabled, bool):
-        raise ConfigError(f"{where}: {node}.enabled: expected true or false, got {enabled!r}")
-    _sink_config(node.split(".")[-1], sec, f"{where}: {node}")
-    return SinkSection(enabled=enabled, options=sec)
+def _make_node(t: NodeType, section: dict, pair: str, stream: str, where: str) -> Node:
+    """Build one node from its section: `enabled`, the runner's keys, the class and its *Config."""
+    section = dict(section)
+    enabled = True
+    if t.enabled is not None:
+        enabled = section.pop("enabled", t.enabled)
+        if not isinstance(enabled, bool):
+            raise ConfigError(f"{where}.enabled: expected true or false, got {enabled!r}")
+    fixed = {**t.fixed, "stream": stream}
+    meta: dict = {}
+    if t.configure is not None:
+        cls, config, meta = t.configure(section, where, fixed)
+    else:
+        cls = t.stage
+        if "stream" in field_names(cls.Config):
+            if pair and "stream" in section:
+                raise ConfigError(f"{where}.stream: set by the runner from the pair's name; remove it")
+            section = {**section, "stream": pair or section.get("stream") or stream}
+        config = build(cls.Config, section, where)
+    return Node(name=t.name + (PAIR_SEP + pair if pair else ""), type=t, pair=pair, cls=cls, config=config,
+                section=section, enabled=enabled, meta=meta)
 
 
-def _pairs(data: dict, where: str) -> list[PairSection]:
-    """The `pairs:` list, each pair's registration/recorder/image_dump merged over the top-level
-    sections (which become the defaults of every pair). Errors name pairs[i].key."""
+def _pair_nodes(data: dict, registry: tuple[NodeType, ...], where: str) -> list[Node]:
+    """The per-pair nodes of every entry of `pairs:`, each section merged over the top-level one."""
+    per_pair = [t for t in registry if t.per_pair]
+    keys = ("name", *(t.name for t in per_pair))
     pairs = data["pairs"]
     if not isinstance(pairs, list) or not pairs:
         raise ConfigError(f"{where}: pairs: expected a non-empty list of camera pairs "
-                          f"(each a mapping with keys {', '.join(PAIR_KEYS)})")
-    for node in ("capture_vis", "capture_ir"):
-        if data.get(node) is not None:
-            raise ConfigError(f"{where}: {node}: not used when pairs: is set (give each pair its own {node})")
-    for key, value in (data.get("endpoints") or {}).items():
-        if value and key not in PAIR_ENDPOINTS:
+                          f"(each a mapping with keys {', '.join(keys)})")
+    shared_keys = [k for t in registry if not t.per_pair for port in t.feeds
+                   for k in (input_key(t, port), input_key(t, port) + "_peer")]
+    for t in per_pair:
+        if t.configure is not None and data.get(t.name) is not None:
+            raise ConfigError(f"{where}: {t.name}: not used when pairs: is set (give each pair its own {t.name})")
+    for key, value in _mapping(data.get("endpoints"), f"{where}: endpoints").items():
+        if value and key not in shared_keys:
             raise ConfigError(f"{where}: endpoints.{key}: per-pair endpoints are not supported with pairs: "
-                              f"(only {', '.join(PAIR_ENDPOINTS)} may be set)")
-    if (data.get("registration") or {}).get("stream"):
-        raise ConfigError(f"{where}: registration.stream: not used when pairs: is set (each pair's name is its stream)")
+                              f"(only {', '.join(shared_keys)} may be set)")
+    for t in per_pair:
+        if isinstance(data.get(t.name), dict) and data[t.name].get("stream"):
+            raise ConfigError(f"{where}: {t.name}.stream: not used when pairs: is set (each pair's name is its stream)")
     out, seen = [], set()
     for i, pair in enumerate(pairs):
         at = f"pairs[{i}]"
         if not isinstance(pair, dict):
-            raise ConfigError(f"{where}: {at}: expected a mapping with keys {', '.join(PAIR_KEYS)}, got {pair!r}")
+            raise ConfigError(f"{where}: {at}: expected a mapping with keys {', '.join(keys)}, got {pair!r}")
         for key in pair:
-            if key not in PAIR_KEYS:
-                raise ConfigError(f"{where}: {at}.{key}: unknown key (expected one of: {', '.join(PAIR_KEYS)})")
+            if key not in keys:
+                raise ConfigError(f"{where}: {at}.{key}: unknown key (expected one of: {', '.join(keys)})")
         name = pair.get("name")
         if not isinstance(name, str) or not PAIR_NAME.fullmatch(name):
             raise ConfigError(f"{where}: {at}.name: required, 1-32 letters, digits, '_' or '-' "
@@ -239,124 +209,86 @@ def _pairs(data: dict, where: str) -> list[PairSection]:
         if name in seen:
             raise ConfigError(f"{where}: {at}.name: {name!r} is used by another pair (names must be unique)")
         seen.add(name)
-        captures = {}
-        for node, modality in (("capture_vis", "vis"), ("capture_ir", "ir")):
-            if node not in pair:
-                raise ConfigError(f"{where}: {at}.{node}: required (each pair has its own cameras)")
-            captures[node] = _capture_section(pair[node], f"{at}.{node}", modality, name, where)
-        merged = {}
-        for node in ("registration", "recorder", "image_dump"):
-            own = pair.get(node) or {}
-            if not isinstance(own, dict):
-                raise ConfigError(f"{where}: {at}.{node}: expected a mapping of keys, got {own!r}")
-            if node == "registration" and "stream" in own:
-                raise ConfigError(f"{where}: {at}.registration.stream: set by the runner from {at}.name; remove it")
-            merged[node] = {**(data.get(node) or {}), **own}
-            if node != "registration" and "out_dir" not in own:
-                # Each pair records into its own folder under the shared out_dir.
-                base = merged[node].get("out_dir")
-                if base is None:
-                    base = _sink_config(node, {}, node).out_dir
-                merged[node]["out_dir"] = str(Path(str(base)) / name)
-        registration = build(RegistrationConfig, merged["registration"], f"{where}: {at}.registration")
-        out.append(PairSection(name=name, capture_vis=captures["capture_vis"], capture_ir=captures["capture_ir"],
-                               registration=dataclasses.replace(registration, stream=name),
-                               recorder=_sink_section(merged["recorder"], f"{at}.recorder", where),
-                               image_dump=_sink_section(merged["image_dump"], f"{at}.image_dump", where)))
+        for t in per_pair:
+            own = pair.get(t.name)
+            if t.configure is not None:         # sources: each pair has its own
+                if own is None:
+                    raise ConfigError(f"{where}: {at}.{t.name}: required (each pair has its own cameras)")
+                section = own
+            else:
+                section = {**_mapping(data.get(t.name), f"{where}: {t.name}"),
+                           **_mapping(own, f"{where}: {at}.{t.name}")}
+                if t.pair_dir and t.pair_dir not in (own or {}):
+                    # Each pair writes into its own folder under the shared one.
+                    base = section.get(t.pair_dir, getattr(t.stage.Config(), t.pair_dir))
+                    section[t.pair_dir] = str(Path(str(base)) / name)
+            out.append(_make_node(t, _mapping(section, f"{where}: {at}.{t.name}"), name, name,
+                                  f"{where}: {at}.{t.name}"))
     return out
 
 
-def _calibration_for(reg: RegistrationConfig, vis: CaptureSection, ir: CaptureSection,
-                     recorder: SinkSection) -> RegistrationConfig:
-    """registration.calibration "" decided: the demo calibration for the synthetic source, else an
-    estimate at start written beside the recording (stages.registration.resolve_calibration)."""
-    from stages.registration import resolve_calibration
-    out_dir = recorder.options.get("out_dir") or _sink_config("recorder", {}, "recorder").out_dir
-    return resolve_calibration(reg, (source_kind(vis.url), source_kind(ir.url)), str(out_dir))
-
-
-def validate(data: dict, where: str) -> GraphConfig:
+def validate(data: dict, where: str, registry: tuple[NodeType, ...]) -> GraphConfig:
+    """The checked graph of a pipeline mapping; ConfigError (one line, naming `where` and the key)."""
+    sections = ("version", "pipeline", *(t.name for t in registry), *RUNTIME_SECTIONS)
     for key in data:
-        if key not in SECTIONS:
-            raise ConfigError(f"{where}: {key}: unknown section (expected one of: {', '.join(SECTIONS)})")
+        if key not in sections:
+            raise ConfigError(f"{where}: {key}: unknown section (expected one of: {', '.join(sections)})")
     if data.get("version") != CONFIG_VERSION:
         raise ConfigError(f"{where}: version: expected {CONFIG_VERSION}, got {data.get('version')!r}")
-    pipeline = build(PipelineConfig, _section(data, "pipeline"), f"{where}: pipeline")
-    pairs = _pairs(data, where) if "pairs" in data else []
-    captures: dict[str, CaptureSection | None] = {"capture_vis": None, "capture_ir": None}
-    if not pairs:
-        for node, modality in (("capture_vis", "vis"), ("capture_ir", "ir")):
-            captures[node] = _capture_section(_section(data, node), node, modality, pipeline.stream, where)
-    registration = build(RegistrationConfig, _section(data, "registration"), f"{where}: registration")
-    fusion = build(FusionConfig, _section(data, "fusion"), f"{where}: fusion")
-    sinks = {node: _sink_section(_section(data, node), node, where) for node in ("recorder", "image_dump")}
-    feed = build(DetectorFeedConfig, _section(data, "detector_feed"), f"{where}: detector_feed")
-    endpoints = build(EndpointsConfig, _section(data, "endpoints"), f"{where}: endpoints")
-    http = build(HttpConfig, _section(data, "http"), f"{where}: http")
-    security = build(SecurityConfig, _section(data, "security"), f"{where}: security")
+    pipeline = build(PipelineConfig, data.get("pipeline"), f"{where}: pipeline")
+    nodes = _pair_nodes(data, registry, where) if "pairs" in data else []
+    pair_names = list(dict.fromkeys(n.pair for n in nodes))
+    for t in registry:
+        if not pair_names or not t.per_pair:
+            at = f"{where}: {t.name}"
+            nodes.append(_make_node(t, _mapping(data.get(t.name), at), "", pipeline.stream, at))
+    feed = build(DetectorFeedConfig, data.get("detector_feed"), f"{where}: detector_feed")
+    endpoints = build(endpoints_class(registry), data.get("endpoints"), f"{where}: endpoints")
+    http = build(HttpConfig, data.get("http"), f"{where}: http")
+    security = build(SecurityConfig, data.get("security"), f"{where}: security")
     if http.listen:
         try:
             parse_endpoint(f"pull+bind:tcp://{http.listen}", pipeline.allow_public_bind)
         except EndpointError:
             raise ConfigError(f"{where}: http.listen: {http.listen!r} is not a loopback address; the metrics and "
                               f"live view would be open to the network: use 127.0.0.1:PORT or set "
-                              f"pipeline.allow_public_bind: true") from None
+                              f"pipeline.allow_public_bind") from None
     try:
         if feed.enabled:
-            ep = parse_endpoint(feed.endpoint, pipeline.allow_public_bind)
-            if ep.socket != "pub":
-                raise EndpointError(f"endpoint {feed.endpoint!r}: the detector feed must be a pub socket")
-        for f in dataclasses.fields(endpoints):
-            value = getattr(endpoints, f.name)
+            parse_endpoint(feed.endpoint, pipeline.allow_public_bind)
+        for key, value in to_dict(endpoints).items():
             if value:
                 parse_endpoint(value, pipeline.allow_public_bind)
     except EndpointError as e:
         raise ConfigError(f"{where}: {e}") from None
-    if pairs:
-        pairs = [dataclasses.replace(u, registration=_calibration_for(u.registration, u.capture_vis, u.capture_ir,
-                                                                      u.recorder)) for u in pairs]
-    else:
-        registration = _calibration_for(registration, captures["capture_vis"], captures["capture_ir"], sinks["recorder"])
-    return GraphConfig(path=where, pipeline=pipeline, capture_vis=captures["capture_vis"],
-                       capture_ir=captures["capture_ir"], registration=registration, fusion=fusion,
-                       recorder=sinks["recorder"], detector_feed=feed, image_dump=sinks["image_dump"],
-                       endpoints=endpoints, pairs=pairs, raw=data, http=http, security=security)
+    gc = GraphConfig(path=where, registry=tuple(registry), pipeline=pipeline, nodes=nodes, pair_names=pair_names,
+                     detector_feed=feed, endpoints=endpoints, http=http, security=security, raw=data)
+    for stream, members in gc.pairs().items():
+        for n in members.values():
+            if n.type.resolve is not None:
+                n.config = n.type.resolve(n.config, members, f"{where}: {n.name}")
+    return gc
 
 
 def effective_config(gc: GraphConfig) -> dict:
     """Every key of every section with its value in force (defaults filled in), for the log.
 
     Mask it (pipeline.config.mask_secrets) before printing: capture URLs may hold passwords."""
-    out: dict[str, Any] = {"version": CONFIG_VERSION, "pipeline": dataclass_to_dict(gc.pipeline)}
+    def section(n: Node) -> dict:
+        extra = {k: v for k, v in n.section.items() if k not in field_names(type(n.config))}
+        for value in n.meta.values():       # what the node adds to its packets, defaults filled in
+            extra.update(value if isinstance(value, dict) else {})
+        return {**({"enabled": n.enabled} if n.type.enabled is not None else {}), **extra, **to_dict(n.config)}
 
-    def unit_sections(u: PairSection, stream: str) -> dict:
-        d: dict[str, Any] = {}
-        for node, modality in (("capture_vis", "vis"), ("capture_ir", "ir")):
-            sec = getattr(u, node)
-            cfg = _source_config(sec.url, modality, stream, sec.options, node)
-            d[node] = {"url": sec.url, **{k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("url", "path")}}
-            from thermal.camera import split_camera_options
-            _, camera = split_camera_options(sec.options, modality, node)
-            if camera is not None:
-                d[node].update(camera.to_meta())
-        d["registration"] = dataclass_to_dict(u.registration)
-        for node in ("recorder", "image_dump"):
-            sec = getattr(u, node)
-            d[node] = {"enabled": sec.enabled, **dataclasses.asdict(_sink_config(node, sec.options, node))}
-        return d
-
-    if gc.pairs:
-        out["pairs"] = [{"name": u.name, **unit_sections(u, u.name)} for u in gc.pairs]
-        out["fusion"] = dataclass_to_dict(gc.fusion)
-    else:
-        single = unit_sections(gc.units()[0], gc.pipeline.stream)
-        out.update({k: single[k] for k in ("capture_vis", "capture_ir", "registration")})
-        out["fusion"] = dataclass_to_dict(gc.fusion)
-        out.update({k: single[k] for k in ("recorder", "image_dump")})
-    out["detector_feed"] = dataclass_to_dict(gc.detector_feed)
-    out["endpoints"] = {k: v for k, v in dataclass_to_dict(gc.endpoints).items() if v}
-    out["http"] = dataclass_to_dict(gc.http)
-    out["security"] = dataclass_to_dict(gc.security)     # key file paths only, never key material
+    out: dict[str, Any] = {"version": CONFIG_VERSION, "pipeline": to_dict(gc.pipeline)}
+    if gc.pair_names:
+        out["pairs"] = [{"name": p, **{n.type.name: section(n) for n in gc.nodes if n.pair == p}}
+                        for p in gc.pair_names]
+    out.update({n.name: section(n) for n in gc.nodes if not n.pair})
+    out["detector_feed"] = to_dict(gc.detector_feed)
+    out["endpoints"] = {k: v for k, v in to_dict(gc.endpoints).items() if v}
+    out["http"] = to_dict(gc.http)
+    out["security"] = to_dict(gc.security)     # key file paths only, never key material
     return out
 
 
@@ -365,19 +297,24 @@ def effective_config(gc: GraphConfig) -> dict:
 class NodeSpec:
     name: str
     role: str                      # "source" | "stage" | "sink"
-    config: dict                   # the node's section (validated), rebuilt in the worker
+    cls: str                       # "module:Class" of the source/stage/sink
+    config: dict                   # the node's *Config as a mapping, rebuilt in the worker
     inputs: list[dict]             # [{"endpoint", "policy", "queue_len", "name"}]
-    outputs: list[dict]            # [{"endpoint", "block", "name"}]
+    outputs: list[dict]            # [{"endpoint", "block", "name", "streams"?, "max_fps"?}]
     expected_eos: int = 1
     max_outputs: int = 0
     batch: int = 1                 # most packets per process_batch call
     max_wait_ms: float = 0.0       # longest the oldest packet waits for a batch to fill, ms
-    factory: str = ""              # "module:callable" taking the node's *Config (tests, plugins)
+    meta: dict = field(default_factory=dict)       # a source's: added to every frame packet's meta
     extra: dict = field(default_factory=dict)
     security: dict = field(default_factory=dict)   # the security section: CURVE keys for tcp endpoints
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def class_path(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
 
 
 def _ipc_dir(cfg: PipelineConfig) -> str:
@@ -387,149 +324,115 @@ def _ipc_dir(cfg: PipelineConfig) -> str:
     return tempfile.mkdtemp(prefix="smokefusion-")
 
 
-def build_specs(gc: GraphConfig, mode: str, factories: dict[str, str] | None = None) -> list[NodeSpec]:
-    """The nodes of the graph with their endpoints and edge policies.
+def ordered(gc: GraphConfig) -> list[Node]:
+    """Enabled nodes, upstream first: each pair's nodes before the shared ones, then each pair's
+    nodes fed by the shared ones (capture_vis, capture_ir, registration, fusion, recorder)."""
+    after = _downstream_of_shared(gc.registry)
+    on = [n for n in gc.nodes if n.enabled]
+    return ([n for n in on if n.type.per_pair and n.type.name not in after]
+            + [n for n in on if not n.type.per_pair]
+            + [n for n in on if n.type.name in after])
 
-    `factories` maps a node name, or for the nodes of camera pairs their base name
-    ("recorder" for recorder@cam1), to a "module:callable" that builds its object (tests)."""
+
+def build_specs(gc: GraphConfig, mode: str, factories: dict[str, str] | None = None) -> list[NodeSpec]:
+    """The nodes of the graph with their endpoints and edge policies, every edge wired from the
+    declared ports. `factories` maps a node name, or a node type's name (all its pairs' nodes),
+    to a "module:Class" run instead of the registered one (tests)."""
     pc = gc.pipeline
-    units = gc.units()
-    live = [source_is_live(sec.url, sec.options) for u in units for sec in (u.capture_vis, u.capture_ir)]
-    if pc.policy == "auto":
-        lossy = any(live)
-    else:
-        lossy = pc.policy == "live"
+    nodes = ordered(gc)
+    live = [n.cls.is_live(n.config) for n in nodes if n.role == "source"]
+    lossy = any(live) if pc.policy == "auto" else pc.policy == "live"
     policy = "drop_oldest" if lossy else "block"
     base = _ipc_dir(pc) if mode == "process" else ""
     run_id = f"{os.getpid()}-{id(gc):x}"
-
-    def default_input(key: str) -> str:
-        if mode == "thread":
-            return f"pull+bind:inproc://{run_id}-{key}"
-        return f"pull+bind:ipc://{base}/{key}.sock"
-
-    def input_of(key: str, suffix: str = "") -> tuple[str, str]:
-        """(the consuming node's input endpoint, what upstream uses) for endpoints.<key>; edges of
-        camera pairs (suffix "@NAME") always use the runner's defaults."""
-        own = "" if suffix else getattr(gc.endpoints, key)
-        own = own or default_input(key + suffix)
-        peer = "" if suffix else getattr(gc.endpoints, f"{key}_peer")
-        if not peer:
-            ep = parse_endpoint(own, True)
-            peer = str(ep.peer("push"))
-        return own, peer
-
-    fus_in, fus_peer = input_of("fusion")
-    inp = lambda ep, name, n=pc.queue_len: {"endpoint": ep, "policy": policy, "queue_len": n, "name": name}
-    out = lambda ep, name: {"endpoint": ep, "block": not lossy, "name": name}
-
-    specs, sinks = [], []
-    fusion_outputs = []
-    for u in units:
-        sfx = f"{PAIR_SEP}{u.name}" if u.name else ""
-        extra = {"stream": u.name} if u.name else {}
-        reg_inputs = []
-        for node, sec, modality in (("capture_vis", u.capture_vis, "vis"), ("capture_ir", u.capture_ir, "ir")):
-            # One registration input per camera, so lossless runs can merge the two in time order.
-            r_in, r_peer = input_of(f"registration_{modality}", sfx)
-            reg_inputs.append(inp(r_in, node + sfx))
-            specs.append(NodeSpec(name=node + sfx, role="source", config={"url": sec.url, **sec.options},
-                                  inputs=[], outputs=[out(r_peer, "registration" + sfx)],
-                                  extra={"modality": modality, **extra}))
-        reg_cfg = dataclass_to_dict(u.registration)
-        reg_cfg["stream"] = reg_cfg["stream"] or pc.stream
-        specs.append(NodeSpec(name="registration" + sfx, role="stage", config=reg_cfg,
-                              inputs=reg_inputs, outputs=[out(fus_peer, "fusion")], expected_eos=2,
-                              extra=dict(extra)))
-        for sink in ("recorder", "image_dump"):
-            section = getattr(u, sink)
-            if not section.enabled:
-                continue
-            s_in, s_peer = input_of(sink, sfx)
-            # A pair's sinks take only that pair's fused packets (routed by stream in the worker).
-            fusion_outputs.append({**out(s_peer, sink + sfx), **({"streams": [u.name]} if u.name else {})})
-            sinks.append(NodeSpec(name=sink + sfx, role="sink", config=dict(section.options),
-                                  inputs=[inp(s_in, "fusion")], outputs=[], extra=dict(extra)))
+    factories = factories or {}
+    specs: dict[str, NodeSpec] = {}
+    for n in nodes:
+        cls = factories.get(n.name) or factories.get(n.type.name) or class_path(n.cls)
+        specs[n.name] = NodeSpec(name=n.name, role=n.role, cls=cls, config=to_dict(n.config), inputs=[],
+                                 outputs=[], meta=dict(n.meta), extra={"stream": n.pair} if n.pair else {},
+                                 security=to_dict(gc.security))
+        if base and not pc.ipc_dir:
+            specs[n.name].extra["ipc_dir_auto"] = base     # the runner removes it at exit
+    for n in nodes:
+        spec, eos = specs[n.name], 0
+        for port, up_type in n.type.feeds.items():
+            key = input_key(n.type, port)
+            ups = [u for u in nodes if u.type.name == up_type and (u.pair == n.pair or not n.pair or not u.pair)]
+            own = "" if n.pair else getattr(gc.endpoints, key)
+            if not own:
+                own = (f"pull+bind:inproc://{run_id}-{key}{PAIR_SEP if n.pair else ''}{n.pair}" if mode == "thread"
+                       else f"pull+bind:ipc://{base}/{key}{PAIR_SEP if n.pair else ''}{n.pair}.sock")
+            peer = ("" if n.pair else getattr(gc.endpoints, key + "_peer")) or str(parse_endpoint(own, True).peer("push"))
+            queue = pc.queue_len * max(1, len(ups))
+            if getattr(n.cls, "batched", False):
+                queue = max(queue, n.config.max_batch)   # never drop pairs a batch was about to take
+            spec.inputs.append({"endpoint": own, "policy": policy, "queue_len": queue,
+                                "name": ups[0].name if len(ups) == 1 else up_type})
+            for u in ups:
+                route = {"streams": [n.pair]} if n.pair and not u.pair else {}
+                specs[u.name].outputs.append({"endpoint": peer, "block": not lossy, "name": n.name, **route})
+            eos += len(ups)
+        spec.expected_eos = max(1, eos)
+        if getattr(n.cls, "batched", False):
+            spec.batch, spec.max_wait_ms = n.config.max_batch, n.config.max_wait_ms
+    final = specs[gc.final().name]
+    final.max_outputs = pc.max_frames
     if gc.detector_feed.enabled:
         # PUB never blocks: a slow detector loses frames, the recording never does.
-        fusion_outputs.append({"endpoint": gc.detector_feed.endpoint, "block": False, "name": "detector_feed"})
-    preview_dir = ""
+        final.outputs.append({"endpoint": gc.detector_feed.endpoint, "block": False, "name": "detector_feed"})
     if gc.http.listen:
         # The live view's feed (pipeline/ops.py): PUB never blocks, and the sender skips packets
-        # beyond view_fps before encoding them, so the view cannot slow fusion down.
+        # beyond view_fps before encoding them, so the view cannot slow the pipeline down.
         preview_dir = base or tempfile.mkdtemp(prefix="smokefusion-view-")
-        fusion_outputs.append({"endpoint": f"pub+bind:ipc://{preview_dir}/preview.sock", "block": False,
-                               "name": "preview", "max_fps": gc.http.view_fps})
-    # Live: fusion may lag queue_len pairs per camera pair, and at least a full batch, before the
-    # oldest is dropped (a shorter queue would drop pairs a batch was about to take).
-    fus_queue = max(pc.queue_len * len(units), gc.fusion.max_batch)
-    specs.append(NodeSpec(name="fusion", role="stage", config=dataclass_to_dict(gc.fusion),
-                          inputs=[inp(fus_in, "registration", fus_queue)], outputs=fusion_outputs,
-                          expected_eos=len(units), max_outputs=pc.max_frames, batch=gc.fusion.max_batch,
-                          max_wait_ms=gc.fusion.max_wait_ms))
-    if preview_dir and not base:
-        specs[-1].extra["ipc_dir_auto"] = preview_dir     # the runner removes it at exit
-    specs += sinks
-    for s in specs:
-        s.security = dataclass_to_dict(gc.security)
-        if factories:
-            s.factory = factories.get(s.name) or factories.get(s.name.split(PAIR_SEP)[0], "")
-        if base and not pc.ipc_dir:
-            s.extra["ipc_dir_auto"] = base     # the runner removes it at exit
-    return specs
+        final.outputs.append({"endpoint": f"pub+bind:ipc://{preview_dir}/preview.sock", "block": False,
+                              "name": "preview", "max_fps": gc.http.view_fps})
+        if not base:
+            final.extra["ipc_dir_auto"] = preview_dir     # the runner removes it at exit
+    return list(specs.values())
 
 
-def _edges(specs: list[NodeSpec]) -> list[tuple[str, str, str]]:
+def _edges(gc: GraphConfig) -> list[tuple[str, str, str]]:
     """(endpoints key, upstream node, downstream node) of every socket edge of the graph."""
-    out = []
-    for s in specs:
-        base, sep, pair = s.name.partition(PAIR_SEP)
-        sfx = sep + pair
-        if base == "registration":
-            out += [("registration_vis", "capture_vis" + sfx, s.name), ("registration_ir", "capture_ir" + sfx, s.name),
-                    ("fusion", s.name, "fusion")]
-        elif s.role == "sink":
-            out.append((base, "fusion", s.name))
-    return out
+    nodes = ordered(gc)
+    return [(input_key(n.type, port), u.name, n.name) for n in nodes for port, up in n.type.feeds.items()
+            for u in nodes if u.type.name == up and (u.pair == n.pair or not n.pair or not u.pair)]
 
 
 def select_nodes(specs: list[NodeSpec], only: str, gc: GraphConfig) -> list[NodeSpec]:
     """The nodes named in `only` ("registration,fusion"), for running part of a graph on one host.
-    With `pairs:` a base name (registration) means that node of every pair (registration@cam1, ...).
+    With `pairs:` a node type's name (registration) means that node of every pair.
 
     Raises ConfigError if a name is unknown or an edge leaving the subset has no configured
     endpoint (the default ipc paths are private to one run, so the other host could not reach them).
-    With pairs: only the fusion input (endpoints.fusion) may cross hosts."""
+    With pairs: only the inputs of shared nodes (endpoints.fusion) may cross hosts."""
     names = [s.strip() for s in only.split(",") if s.strip()]
-    present = [s.name for s in specs]
-    chosen_names: set[str] = set()
-    for n in names:
-        if n in present:
-            chosen_names.add(n)
-        elif gc.pairs and any(p.split(PAIR_SEP)[0] == n for p in present):
-            chosen_names |= {p for p in present if p.split(PAIR_SEP)[0] == n}
-        else:
-            raise ConfigError(f"--only {n}: not a stage of this pipeline (expected one of: {', '.join(sorted(present))})")
-    chosen = [s for s in specs if s.name in chosen_names]
-    # Every edge that crosses the boundary of this host must have a configured endpoint.
-    for key, up, down in _edges(specs):
-        if (up in chosen_names) == (down in chosen_names) or up not in present:
+    present = {n.name: n for n in gc.nodes if n.name in {s.name for s in specs}}
+    chosen: set[str] = set()
+    for name in names:
+        match = {p for p, n in present.items() if p == name or (gc.pair_names and n.type.name == name)}
+        if not match:
+            raise ConfigError(f"--only {name}: not a stage of this pipeline (expected one of: {', '.join(sorted(present))})")
+        chosen |= match
+    for key, up, down in _edges(gc):
+        if (up in chosen) == (down in chosen) or up not in present:
             continue
-        if gc.pairs and key != "fusion":
+        if gc.pair_names and present[down].pair:
+            shared = [f"endpoints.{input_key(t, p)}" for t in gc.registry if not t.per_pair for p in t.feeds]
             raise ConfigError(f"{gc.path}: pairs: --only {only}: {up} -> {down} would cross hosts; with pairs: only "
-                              f"the fusion input (endpoints.fusion) can, so run a pair's cameras and registration "
-                              f"together, and fusion with the recorders")
+                              f"the inputs of shared stages ({', '.join(shared)}) can, so run each pair's nodes "
+                              f"on either side of them together")
         if not getattr(gc.endpoints, key):
             raise ConfigError(f"{gc.path}: endpoints.{key}: must be set when running --only {only} "
                               f"(the stages on the other side of this edge run elsewhere)")
-    return chosen
+    return [s for s in specs if s.name in chosen]
 
 
 def check_security(specs: list[NodeSpec], gc: GraphConfig) -> None:
     """Refuse (ConfigError, one line) any tcp endpoint these nodes open that needs CURVE
     (security.curve) but has no usable keys, unless security.insecure. Run on the nodes this
     host runs: a split graph's hosts each hold only their own keys."""
-    sec = dataclass_to_dict(gc.security)
+    sec = to_dict(gc.security)
     try:
         for s in specs:
             for i in s.inputs:
@@ -554,44 +457,13 @@ def describe_edges(specs: list[NodeSpec]) -> list[str]:
 
 
 # -- building a node's object inside its worker ------------------------------------------------------
-def _import(path: str) -> Any:
-    module, _, attr = path.partition(":")
-    return getattr(importlib.import_module(module), attr)
-
-
-def instantiate(spec: dict, **source_options: Any) -> Any:
+def instantiate(spec: dict, **config_fields: Any) -> Any:
     """The source/stage/sink object of a node spec (no I/O: that happens in start()).
 
-    `source_options` are extra fields for a source's *Config (the runner's clock origin)."""
-    name, cfg = spec["name"], dict(spec["config"])
-    where = f"{name}"
-    name = name.split(PAIR_SEP)[0]     # the nodes of camera pair NAME are capture_vis@NAME, ...
-    if name.startswith("capture_"):
-        from stages import capture
-        from thermal.camera import IrCameraSource, split_camera_options
-        url = cfg.pop("url")
-        config = _source_config(url, spec["extra"]["modality"], spec.get("stream", "site0"), cfg, where)
-        if source_options:
-            config = dataclasses.replace(config, **source_options)
-        source = _import(spec["factory"])(config) if spec.get("factory") else capture.open_source(config)
-        _, camera = split_camera_options(cfg, spec["extra"]["modality"], where)
-        return source if camera is None else IrCameraSource(source, camera)
-    if name == "registration":
-        from stages.registration import RegistrationStage
-        config = build(RegistrationConfig, cfg, where)
-        make = _import(spec["factory"]) if spec.get("factory") else RegistrationStage
-        return make(config)
-    if name == "fusion":
-        from stages.fusion import FusionStage
-        config = build(FusionConfig, cfg, where)
-        make = _import(spec["factory"]) if spec.get("factory") else FusionStage
-        return make(config)
-    if name == "recorder":
-        from stages.sinks.recorder import RecorderSink
-        config = _sink_config("recorder", cfg, where)
-        return (_import(spec["factory"]) if spec.get("factory") else RecorderSink)(config)
-    if name == "image_dump":
-        from stages.sinks import image_dump
-        config = _sink_config("image_dump", cfg, where)
-        return (_import(spec["factory"]) if spec.get("factory") else image_dump.ImageDumpSink)(config)
-    raise ValueError(f"unknown node {name!r} (expected one of {NODES})")
+    `config_fields` replace fields of its *Config (a source's clock origin, set by the runner)."""
+    module, _, attr = spec["cls"].partition(":")
+    cls = getattr(importlib.import_module(module), attr)
+    config = build(cls.Config, spec["config"], spec["name"])
+    if config_fields:
+        config = dataclasses.replace(config, **config_fields)
+    return cls(config)

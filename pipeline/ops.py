@@ -17,7 +17,6 @@ gets the newest frame at most view_fps times a second (JPEG-encoded once per fra
 from __future__ import annotations
 
 import collections
-import datetime as _dt
 import json
 import logging
 import os
@@ -438,25 +437,6 @@ def _has_view(pkt: Packet, view: str) -> bool:
     return {"fused": "fused", "vis": "vis", "ir": "ir", "smoke": "vis"}[view] in pkt.buffers
 
 
-def calibration_dates(units: list, stream_of: Callable[[Any], str]) -> dict[str, tuple[str, float]]:
-    """stream -> (id, date as epoch seconds at 00:00 UTC) of each camera pair's calibration file;
-    pairs whose file is missing or unreadable are left out (their age counts from first sight)."""
-    from calibration.geometry import load
-    out = {}
-    for u in units:
-        path = getattr(u.registration, "calibration", "")
-        if not path:
-            continue
-        try:
-            cal = load(path)
-            day = _dt.datetime.fromisoformat(str(cal.date)).replace(tzinfo=_dt.timezone.utc)
-        except Exception as e:     # telemetry only warns
-            log.warning("ops: calibration age unknown for %s (%s)", path, str(e).splitlines()[0] if str(e) else e)
-            continue
-        out[stream_of(u)] = (cal.id, day.timestamp())
-    return out
-
-
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -545,17 +525,15 @@ class _Handler(BaseHTTPRequestHandler):
             ops.release_viewer()
 
 
-def start_for_run(gc: Any, specs: list, runner: Any) -> OpsServer:
+def start_for_run(gc: Any, specs: list, runner: Any, sources: dict[str, str],
+                  calibrations: dict[str, tuple[str, float]]) -> OpsServer:
     """The ops server of one run_stream.py run (gc: pipeline.graph.GraphConfig), listening on
-    http.listen and fed by the runner's control messages. Raises OpsError if it cannot listen."""
-    from stages.capture.source import mask_url
-    preview = next((o["endpoint"] for s in specs if s.name == "fusion" for o in s.outputs
-                    if o["name"] == "preview"), None)
-    sources = {s.name: mask_url(str(s.config.get("url", ""))) for s in specs if s.role == "source"}
-    stream_of = (lambda u: u.name or gc.pipeline.stream)
+    http.listen and fed by the runner's control messages. `sources`: node -> its URL (masked);
+    `calibrations`: stream -> (calibration id, its date as epoch seconds). Raises OpsError if it
+    cannot listen."""
+    preview = next((o["endpoint"] for s in specs for o in s.outputs if o["name"] == "preview"), None)
     ops = OpsServer(gc.http.listen, runner, preview, stale_s=gc.http.stale_s, view_fps=gc.http.view_fps,
-                    jpeg_quality=gc.http.jpeg_quality, sources=sources,
-                    calibrations=calibration_dates(gc.units(), stream_of))
+                    jpeg_quality=gc.http.jpeg_quality, sources=sources, calibrations=calibrations)
     chained = runner.on_event
 
     def on_event(msg: dict) -> None:

@@ -30,7 +30,7 @@ from typing import Callable, TextIO
 
 import zmq
 
-from pipeline.graph import LATENCY_NODE, NodeSpec
+from pipeline.graph import NodeSpec
 from pipeline.telemetry import NodeView, status_line, summary_table
 
 log = logging.getLogger("pipeline.runner")
@@ -80,11 +80,12 @@ class RunResult:
     elapsed_s: float
     summary: str = ""
     pids: list[int] = field(default_factory=list)   # worker process ids (process mode)
+    latency_node: str = ""            # the node whose output latency "capture -> out" measures
 
     def to_json_dict(self) -> dict:
         """What --summary-json writes: exit code, reason, and every node's last stats."""
         from pipeline.telemetry import percentiles
-        lat = self.views.get(LATENCY_NODE)
+        lat = self.views.get(self.latency_node)
         p50, p99 = percentiles(lat.latencies) if lat else (None, None)
         return {"exit_code": self.exit_code, "reason": self.reason, "elapsed_s": round(self.elapsed_s, 3),
                 "latency_ms": {"p50": p50, "p99": p99, "n": len(lat.latencies) if lat else 0},
@@ -193,8 +194,10 @@ class Runner:
                  shutdown_timeout_s: float = 10.0, stream: str = "site0", log_level: str = "info",
                  status_out: TextIO | None = sys.stderr, handle_signals: bool = True,
                  on_event: Callable[[dict], None] | None = None, restart: RestartBudget | None = None,
-                 stats_interval_s: float = 1.0):
+                 stats_interval_s: float = 1.0, latency_node: str = ""):
         self.specs = specs
+        # latency "capture -> out" is measured at this node's output: the last stage by default
+        self.latency_node = latency_node or next((s.name for s in reversed(specs) if s.role == "stage"), "")
         self.restart = restart or RestartBudget(max=0)
         self.stats_interval_s = stats_interval_s
         # What the ops server reads from other threads (snapshot()): replaced, never mutated in place.
@@ -305,8 +308,9 @@ class Runner:
             shutil.rmtree(ctrl_dir, ignore_errors=True)
         elapsed = time.monotonic() - t0
         result = RunResult(exit_code=code, reason=reason, views=self.views, elapsed_s=elapsed,
-                           pids=[n.pid for n in nodes.values()] if self.mode == "process" else [])
-        result.summary = summary_table(self.views, LATENCY_NODE, elapsed)
+                           pids=[n.pid for n in nodes.values()] if self.mode == "process" else [],
+                           latency_node=self.latency_node)
+        result.summary = summary_table(self.views, self.latency_node, elapsed)
         return result
 
     def _drain_control(self, control: zmq.Socket, nodes: dict[str, _Node], timeout_s: float) -> list[dict]:
@@ -342,7 +346,7 @@ class Runner:
             return
         for v in self.views.values():
             v.refresh_fps()
-        line = status_line(elapsed, self.views, LATENCY_NODE)
+        line = status_line(elapsed, self.views, self.latency_node)
         tty = hasattr(self.status_out, "isatty") and self.status_out.isatty()
         self.status_out.write(("\r" + line + "\x1b[K" if tty else line + "\n") + ("\n" if final and tty else ""))
         self.status_out.flush()

@@ -35,7 +35,10 @@ from typing import Any
 
 import zmq
 
+from pipeline.batching import BatchConfig, MicroBatcher
+from pipeline.graph import instantiate
 from pipeline.packet import Packet
+from pipeline.stage import check_outputs
 from pipeline.security import Authenticator, CurveKeys, SecurityError, keys_for, needs_curve
 from pipeline.telemetry import NodeStats
 from pipeline.transport import Defaults, PacketReceiver, PacketSender, parse_endpoint
@@ -147,18 +150,11 @@ class _Control:
 
 
 def _stage_stats(stage: Any) -> dict:
-    """The stage's stats() plus what sinks expose as attributes (files, frames_written)."""
-    st: dict = {}
+    """The stage's stats(), or {} with a warning when it fails (telemetry only warns)."""
     try:
-        fn = getattr(stage, "stats", None)
-        if callable(fn):
-            st = dict(fn())
-        for attr in ("files", "frames_written"):
-            if attr not in st and hasattr(type(stage), attr):
-                value = getattr(stage, attr)
-                st[attr] = [str(v) for v in value] if isinstance(value, (list, tuple)) else value
+        st = dict(stage.stats())
         json.dumps(st, default=str)
-    except Exception as e:  # telemetry only warns
+    except Exception as e:
         log.warning("stats() failed: %s", one_line(e))
         return {}
     return st
@@ -171,7 +167,6 @@ def run_node(spec: dict, ctx: zmq.Context, stop: threading.Event | SignalFlag,
     stop: finish gracefully (sources send end-of-stream; others drain until it arrives).
     hurry: stop now without waiting for end-of-stream (stop() still runs, sinks finalise)."""
     hurry = hurry or threading.Event()
-    from pipeline.graph import instantiate   # late: the graph imports stage modules
 
     name, role = spec["name"], spec["role"]
     control = _Control(ctx, spec["control"], name, int(spec.get("incarnation", 0)))
@@ -232,8 +227,10 @@ def run_node(spec: dict, ctx: zmq.Context, stop: threading.Event | SignalFlag,
                     time.sleep(min(max(0.0, go_at - time.monotonic()), 5.0))
                 stage.start()
                 started = True
-        loop = _source_loop if role == "source" else _stage_loop
-        loop(spec, stage, receivers, senders, control, stats, stop, hurry)
+        if role == "source":
+            _source_loop(spec, stage, receivers, senders, control, stats, stop, hurry)
+        else:
+            _StageLoop(spec, stage, receivers, senders, control, stats, stop, hurry).run()
     except Exception as e:
         status = 1
         reason = one_line(e)
@@ -280,12 +277,20 @@ def _stats_extra(stage, receivers, senders) -> dict:
     return extra
 
 
-def _report(spec, stage, receivers, senders, control, stats, last: list[float]) -> None:
-    now = time.monotonic()
-    if now - last[0] < spec["status_interval_s"]:
-        return
-    last[0] = now
-    control.send("stats", **stats.message(_stats_extra(stage, receivers, senders)))
+class _Reporter:
+    """Sends the node's stats to the runner every status_interval_s."""
+
+    def __init__(self, spec: dict, stage: Any, receivers, senders, control: _Control, stats: NodeStats):
+        self.spec, self.stage, self.receivers, self.senders = spec, stage, receivers, senders
+        self.control, self.stats = control, stats
+        self.last = 0.0
+
+    def __call__(self) -> None:
+        now = time.monotonic()
+        if now - self.last < self.spec["status_interval_s"]:
+            return
+        self.last = now
+        self.control.send("stats", **self.stats.message(_stats_extra(self.stage, self.receivers, self.senders)))
 
 
 def _send_all(senders: list[PacketSender], pkt: Packet, keep_trying,
@@ -300,26 +305,28 @@ def _send_all(senders: list[PacketSender], pkt: Packet, keep_trying,
 
 def _source_loop(spec, source, receivers, senders, control, stats, stop: threading.Event,
                  hurry: threading.Event) -> None:
-    last = [0.0]
-    eos_deadline = [0.0]
+    report = _Reporter(spec, source, receivers, senders, control, stats)
+    eos_deadline = 0.0
 
     def keep_trying() -> bool:
         # Lossless sends wait for room until a stop is asked for; EOS gets until its deadline,
         # unless told to hurry.
-        return not hurry.is_set() and ((not stop.is_set()) or time.monotonic() < eos_deadline[0])
+        return not hurry.is_set() and ((not stop.is_set()) or time.monotonic() < eos_deadline)
 
     while True:
-        _report(spec, source, receivers, senders, control, stats, last)
+        report()
         if stop.is_set():
-            eos_deadline[0] = time.monotonic() + (0.0 if hurry.is_set() else spec["drain_s"])
+            eos_deadline = time.monotonic() + (0.0 if hurry.is_set() else spec["drain_s"])
             _send_all(senders, Packet.eos(spec["stream"], reason="stop"), keep_trying)
             return
         pkt = source.read(READ_SLICE_S)
         if pkt is None:
             continue
+        if spec.get("meta") and pkt.kind == "frame":
+            pkt.meta.update(spec["meta"])       # what the config says about this source (an IR camera's counts)
         if pkt.is_eos:
-            eos_deadline[0] = time.monotonic() + spec["drain_s"]
-            _send_all(senders, pkt, lambda: not hurry.is_set() and time.monotonic() < eos_deadline[0])
+            eos_deadline = time.monotonic() + spec["drain_s"]
+            _send_all(senders, pkt, lambda: not hurry.is_set() and time.monotonic() < eos_deadline)
             return
         _send_all(senders, pkt, keep_trying)
         stats.count_out(pkt.t_mono, pkt.meta.get("clock", "capture"))
@@ -361,121 +368,134 @@ class _TimeOrderedMerge:
         return pkt
 
 
-def _next_packet(receivers: list[PacketReceiver], rr: list[int]) -> Packet | None:
-    """Round-robin over inputs so one busy input cannot starve another."""
-    n = len(receivers)
-    for k in range(n):
-        r = receivers[(rr[0] + k) % n]
-        pkt = r.get(0 if k < n - 1 else READ_SLICE_S) if n > 1 else r.get(READ_SLICE_S)
-        if pkt is not None:
-            rr[0] = (rr[0] + k + 1) % n
-            return pkt
-    return None
+class _RoundRobin:
+    """Inputs taken in turn so one busy input cannot starve another."""
+
+    def __init__(self, receivers: list[PacketReceiver]):
+        self.receivers = receivers
+        self.next = 0
+
+    def get(self) -> Packet | None:
+        n = len(self.receivers)
+        for k in range(n):
+            r = self.receivers[(self.next + k) % n]
+            pkt = r.get(0 if k < n - 1 else READ_SLICE_S)
+            if pkt is not None:
+                self.next = (self.next + k + 1) % n
+                return pkt
+        return None
 
 
-def _stage_loop(spec, stage, receivers, senders, control, stats, stop: threading.Event,
-                hurry: threading.Event) -> None:
-    last = [0.0]
-    rr = [0]
-    eos_needed = max(1, int(spec["expected_eos"]))
-    eos_seen = 0
-    max_out = int(spec.get("max_outputs") or 0)
-    batch = max(1, int(spec.get("batch") or 1))
-    routes = [frozenset(o.get("streams") or ()) for o in spec["outputs"]]
-    batcher = None
-    if batch > 1 and len(receivers) == 1 and hasattr(stage, "process_batch"):
-        # Up to `batch` packets (of any stream) in one process_batch call; the oldest waits at
-        # most max_wait_ms for company (0: only what is already queued, never a wait).
-        from lmfusion.batching import BatchConfig, MicroBatcher   # pure logic, no torch
-        batcher = MicroBatcher(stage.process_batch, BatchConfig(batch, float(spec.get("max_wait_ms") or 0.0)))
-    limit_hit = False
-    drain_deadline: float | None = None
-    merge = None
-    if len(receivers) > 1 and all(r.policy == "block" for r in receivers):
-        merge = _TimeOrderedMerge(receivers)
+class _StageLoop:
+    """Receive -> process() -> send for a stage or sink, until the last upstream's end-of-stream.
 
-    def keep_trying() -> bool:
-        return not hurry.is_set() and (drain_deadline is None or time.monotonic() < drain_deadline)
+    End-of-stream is handled here alone: process() never sees one; when every upstream has ended,
+    what is batched runs, the stage's finish() output is sent, and one end-of-stream goes on.
+    A stage that declares `batched` gets process_batch() calls of up to spec["batch"] packets, the
+    oldest waiting at most spec["max_wait_ms"] for company (pipeline.batching.MicroBatcher)."""
 
-    def emit(outs) -> None:
-        nonlocal limit_hit
-        if outs is None:
-            return
-        for o in (outs if isinstance(outs, list) else [outs]):
-            if o.is_eos:
-                continue   # the loop forwards exactly one EOS itself
-            if limit_hit:
-                continue
-            _send_all(senders, o, keep_trying, routes)
-            stats.count_out(o.t_mono, o.meta.get("clock", "capture"))
-            if max_out and stats.packets_out >= max_out:
-                # Enough output: end the downstream now; keep draining input until upstream ends.
-                limit_hit = True
-                _send_all(senders, Packet.eos(spec["stream"], reason="max_frames"), keep_trying)
-                control.send("limit", out=stats.packets_out)
-
-    def emit_batched(done: list) -> None:
-        emit([out for _item, out in done])
-
-    def finish(eos: Packet) -> None:
-        """The last upstream ended: run what is batched, let the stage flush, forward one EOS."""
-        if batcher is not None:
-            emit_batched(batcher.flush())
-        emit(stage.process(eos))
-        if not limit_hit:
-            _send_all(senders, Packet.eos(spec["stream"], **eos.meta), keep_trying)
-
-    while True:
-        _report(spec, stage, receivers, senders, control, stats, last)
-        if stop.is_set() and drain_deadline is None:
-            drain_deadline = time.monotonic() + spec["drain_s"]
-        if hurry.is_set():
-            log.info("%s: stopping now, as asked (end-of-stream not awaited)", spec["name"])
-            return
-        if drain_deadline is not None and time.monotonic() > drain_deadline:
-            log.warning("%s: end-of-stream did not arrive within %.1fs of stop; stopping anyway",
-                        spec["name"], spec["drain_s"])
-            return
-        if batcher is not None:
-            wait = batcher.time_to_deadline()
-            pkt = receivers[0].get(READ_SLICE_S if wait is None else min(READ_SLICE_S, wait))
-            if pkt is None:
-                emit_batched(batcher.poll())
-                continue
+    def __init__(self, spec, stage, receivers, senders, control, stats, stop, hurry):
+        self.spec, self.stage, self.receivers, self.senders = spec, stage, receivers, senders
+        self.control, self.stats, self.stop, self.hurry = control, stats, stop, hurry
+        self.report = _Reporter(spec, stage, receivers, senders, control, stats)
+        self.eos_needed = max(1, int(spec["expected_eos"]))
+        self.eos_seen = 0
+        self.max_out = int(spec.get("max_outputs") or 0)
+        self.routes = [frozenset(o.get("streams") or ()) for o in spec["outputs"]]
+        self.limit_hit = False
+        self.drain_deadline: float | None = None
+        self.batch = max(1, int(spec.get("batch") or 1))
+        self.batcher = None
+        if getattr(type(stage), "batched", False) and len(receivers) == 1:
+            self.batcher = MicroBatcher(self._checked_batch, BatchConfig(self.batch, float(spec.get("max_wait_ms") or 0.0)))
+        if len(receivers) > 1 and all(r.policy == "block" for r in receivers):
+            self.source = _TimeOrderedMerge(receivers).get
+        elif len(receivers) > 1:
+            self.source = _RoundRobin(receivers).get
         else:
-            pkt = merge.get() if merge is not None else _next_packet(receivers, rr)
+            self.source = lambda: receivers[0].get(READ_SLICE_S)
+
+    def _checked_batch(self, packets: list[Packet]) -> list[Packet]:
+        return check_outputs(self.spec["name"], self.stage.process_batch(packets))
+
+    def keep_trying(self) -> bool:
+        return not self.hurry.is_set() and (self.drain_deadline is None or time.monotonic() < self.drain_deadline)
+
+    def emit(self, outs: list[Packet]) -> None:
+        for o in outs:
+            if self.limit_hit:
+                return
+            _send_all(self.senders, o, self.keep_trying, self.routes)
+            self.stats.count_out(o.t_mono, o.meta.get("clock", "capture"))
+            if self.max_out and self.stats.packets_out >= self.max_out:
+                # Enough output: end the downstream now; keep draining input until upstream ends.
+                self.limit_hit = True
+                _send_all(self.senders, Packet.eos(self.spec["stream"], reason="max_frames"), self.keep_trying)
+                self.control.send("limit", out=self.stats.packets_out)
+
+    def ended(self, eos: Packet) -> bool:
+        """Count an upstream's end-of-stream; on the last one flush, finish and forward one EOS."""
+        self.eos_seen += 1
+        if self.eos_seen < self.eos_needed:
+            return False
+        if self.batcher is not None:
+            self.emit([out for _item, out in self.batcher.flush()])
+        self.emit(check_outputs(self.spec["name"], self.stage.finish()))
+        if not self.limit_hit:
+            _send_all(self.senders, Packet.eos(self.spec["stream"], **eos.meta), self.keep_trying)
+        return True
+
+    def next_packet(self) -> Packet | None:
+        if self.batcher is None:
+            return self.source()
+        wait = self.batcher.time_to_deadline()
+        pkt = self.receivers[0].get(READ_SLICE_S if wait is None else min(READ_SLICE_S, wait))
         if pkt is None:
-            continue
-        if pkt.is_eos:
-            eos_seen += 1
-            if eos_seen < eos_needed:
-                continue
-            finish(pkt)
-            return
-        stats.packets_in += 1
-        if limit_hit:
-            continue
-        if batcher is None:
-            emit(stage.process(pkt))
-            if spec["role"] == "sink":
-                stats.count_out(pkt.t_mono, pkt.meta.get("clock", "capture"))   # a sink's "output" is what it consumed (recorded)
-            continue
+            self.emit([out for _item, out in self.batcher.poll()])
+        return pkt
+
+    def take(self, pkt: Packet) -> bool:
+        """Process one data packet (with what has queued behind it, when batching); True at the end."""
+        self.stats.packets_in += 1
+        if self.limit_hit:
+            return False
+        if self.batcher is None:
+            self.emit(check_outputs(self.spec["name"], self.stage.process(pkt)))
+            if self.spec["role"] == "sink":
+                # a sink's "output" is what it consumed (recorded)
+                self.stats.count_out(pkt.t_mono, pkt.meta.get("clock", "capture"))
+            return False
         # What has already queued joins the batch at once (no wait even with max_wait_ms 0).
-        group, eos_pkt = [pkt], None
-        while batcher.pending + len(group) < batch:
-            more = receivers[0].get(0)
+        group, eos = [pkt], None
+        while self.batcher.pending + len(group) < self.batch:
+            more = self.receivers[0].get(0)
             if more is None:
                 break
             if more.is_eos:
-                eos_pkt = more
+                eos = more
                 break
-            stats.packets_in += 1
+            self.stats.packets_in += 1
             group.append(more)
-        emit_batched(batcher.add_many(group))
-        if eos_pkt is not None:
-            eos_seen += 1
-            if eos_seen >= eos_needed:
-                finish(eos_pkt)
+        self.emit([out for _item, out in self.batcher.add_many(group)])
+        return eos is not None and self.ended(eos)
+
+    def run(self) -> None:
+        name = self.spec["name"]
+        while True:
+            self.report()
+            if self.stop.is_set() and self.drain_deadline is None:
+                self.drain_deadline = time.monotonic() + self.spec["drain_s"]
+            if self.hurry.is_set():
+                log.info("%s: stopping now, as asked (end-of-stream not awaited)", name)
+                return
+            if self.drain_deadline is not None and time.monotonic() > self.drain_deadline:
+                log.warning("%s: end-of-stream did not arrive within %.1fs of stop; stopping anyway",
+                            name, self.spec["drain_s"])
+                return
+            pkt = self.next_packet()
+            if pkt is None:
+                continue
+            if self.ended(pkt) if pkt.is_eos else self.take(pkt):
                 return
 
 

@@ -22,7 +22,7 @@ Which fuser runs is chosen in the config and never changes silently:
 One fusion stage can serve several camera pairs (the config's `pairs:`): packets of every pair
 arrive on one input and each keeps its `stream` (the pair's name), which the runner uses to send
 it to that pair's recorder. The runner gathers up to `max_batch` pairs, waiting at most
-`max_wait_ms` for the oldest (lmfusion.batching.MicroBatcher), and calls `process_batch` once;
+`max_wait_ms` for the oldest (pipeline.batching.MicroBatcher), and calls `process_batch` once;
 `stats()` reports the batches and their mean size.
 """
 from __future__ import annotations
@@ -166,6 +166,10 @@ def resolve_auto(cfg: FusionConfig, has_cuda: bool) -> tuple[FusionConfig, str]:
 
 class FusionStage:
     """Wraps the configured fuser. See the module docstring."""
+    Config = FusionConfig
+    inputs = ("pairs",)
+    outputs = ("fused",)
+    batched = True                   # the worker calls process_batch with up to max_batch pairs
 
     def __init__(self, config: FusionConfig, has_cuda: Callable[[], bool] = cuda_available):
         self.config = config
@@ -261,10 +265,13 @@ class FusionStage:
             out["choice"] = self.choice
         return out
 
-    def process(self, packet: Packet) -> Packet | None:
-        """Pair packet -> fused packet; EOS is forwarded."""
-        out = self.process_batch([packet])
-        return out[0] if out else None
+    def process(self, packet: Packet) -> list[Packet]:
+        """Pair packet -> [fused packet]."""
+        return self.process_batch([packet])
+
+    def finish(self) -> list[Packet]:
+        """End of stream: nothing is held."""
+        return []
 
     def process_batch(self, packets: list[Packet]) -> list[Packet]:
         """Pair packets, of one or several camera pairs, fused in as few fuser calls as their frame
@@ -272,7 +279,7 @@ class FusionStage:
         keeps its input's stream, seq, clocks and meta, so it goes back to its own camera pair."""
         if self._fuse_batch is None:
             raise FusionError("fusion: process() called before start()")
-        pairs = [p for p in packets if not p.is_eos]
+        pairs = packets
         groups: dict[tuple, list[int]] = {}   # (vis shape, ir shape) -> indices into pairs
         for i, p in enumerate(pairs):
             if p.kind != "pair" or "vis" not in p.buffers or "ir" not in p.buffers:
@@ -289,12 +296,9 @@ class FusionStage:
             c["batches"] += 1
             c["fuse_calls"] += len(groups)
             c["max_batch_seen"] = max(c["max_batch_seen"], len(pairs))
-        out, it = [], iter(fused)
-        for p in packets:
-            if p.is_eos:
-                out.append(p)
-                continue
-            f, meta, extra = next(it), {**p.meta, "fuser": self.fuser_name}, {}
+        out = []
+        for p, f in zip(pairs, fused):
+            meta, extra = {**p.meta, "fuser": self.fuser_name}, {}
             if hasattr(f, "fused"):  # lmfusion's FusionResult
                 if f.t is not None:  # the smoke model's transmission: summary + map (0 = opaque, 255 = clear)
                     meta["smoke"] = f.smoke

@@ -43,7 +43,7 @@ import collections
 import logging
 import math
 import threading
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -109,15 +109,6 @@ class RegistrationConfig:
                                      # long after the last fresh one, then dropped and counted, ms
 
     def __post_init__(self) -> None:
-        if isinstance(self.online_refine, dict):  # built in code from a plain mapping
-            names = [f.name for f in fields(OnlineRefineConfig)]
-            for key in self.online_refine:
-                if key not in names:
-                    raise ValueError(f"online_refine.{key}: unknown key (expected one of: {', '.join(names)})")
-            try:
-                self.online_refine = OnlineRefineConfig(**self.online_refine)
-            except ValueError as e:
-                raise ValueError(f"online_refine.{e}") from None
         if not self.tolerance_ms > 0:
             raise ValueError(f"tolerance_ms: must be > 0 ms, got {self.tolerance_ms}")
         if not self.calibration_timeout_s > 0:
@@ -288,6 +279,10 @@ def load_calibration(path: str):
 
 class RegistrationStage:
     """Pairs VIS+IR frames by time and warps VIS into IR geometry. See the module docstring."""
+    Config = RegistrationConfig
+    inputs = ("vis", "ir")           # one socket per camera, so lossless runs merge them in time order
+    outputs = ("pairs",)
+    batched = False
 
     def __init__(self, config: RegistrationConfig):
         self.config = config
@@ -513,10 +508,6 @@ class RegistrationStage:
             with self._refine_lock:
                 self.refine_counts["busy_skips"] += 1   # still busy with the last one: skip a period
 
-    def refine_idle(self) -> bool:
-        """True when no re-estimate is queued or running (always True inline or when disabled)."""
-        return self._refine_worker is None or self._refine_worker.idle()
-
     def _check_frame(self, pkt: Packet) -> str:
         modality = pkt.meta.get("modality")
         if modality not in ("vis", "ir") or modality not in pkt.buffers:
@@ -543,12 +534,12 @@ class RegistrationStage:
         return modality
 
     # -- the work -----------------------------------------------------------------------------
-    def process(self, packet: Packet) -> list[Packet] | None:
-        """Frame packet in; zero or more pair packets out. EOS flushes and is forwarded."""
-        if packet.is_eos:
-            out = self._match(final=True)
-            self.stop()
-            return [*out, Packet.eos(self.config.stream or packet.stream, seq=self._seq, **packet.meta)]
+    def finish(self) -> list[Packet]:
+        """End of stream: the pairs the frames still held can make."""
+        return self._match(final=True)
+
+    def process(self, packet: Packet) -> list[Packet]:
+        """Frame packet in; zero or more pair packets out."""
         if packet.kind != "frame":
             raise RegistrationError(f"registration expects frame packets, got kind {packet.kind!r}")
         modality = self._check_frame(packet)
@@ -557,7 +548,7 @@ class RegistrationStage:
             self._ir_counts_seen = True
             packet = self._ir_frames.frame(packet)
             if packet is None:              # frozen longer than ffc_hold_ms: counted, not paired
-                return None
+                return []
         if self._estimating:
             self._first_t = packet.t_mono if self._first_t is None else self._first_t
             self._last_t = packet.t_mono if self._last_t is None else max(self._last_t, packet.t_mono)
@@ -575,7 +566,7 @@ class RegistrationStage:
             # The partner stream stalled: bound memory, count what we give up.
             queue.popleft()
             self.counts[f"unmatched_{modality}"] += 1
-        return self._match(final=False) or None
+        return self._match(final=False)
 
     def _min_vis_period(self) -> float | None:
         """A safe lower bound of the VIS frame interval (s): 0.75 x the median recent gap.

@@ -6,7 +6,7 @@ import yaml
 
 def write_calibration(path: Path, vis_size=(640, 480), ir_size=(320, 256), ir_from_vis=None) -> Path:
     """The synthetic source's true geometry (or `ir_from_vis`, 3x3) in the shared calibration YAML format."""
-    from stages.capture.synthetic import TRUE_IR_FROM_VIS
+    from common.synthetic_scene import TRUE_IR_FROM_VIS
     m = TRUE_IR_FROM_VIS if ir_from_vis is None else ir_from_vis
     path.write_text(yaml.safe_dump({
         "version": 1, "direction": "ir_from_vis", "model": "homography",

@@ -137,7 +137,7 @@ def rtsp_scene_server(tmp_path_factory):
     if reason:
         pytest.skip(reason)
     import cv2
-    from stages.capture.synthetic import render_pair
+    from common.synthetic_scene import render_pair
     scene = tmp_path_factory.mktemp("scene")
     vis, ir = render_pair(2.0, seed=0, smoke=0.0)
     cv2.imwrite(str(scene / "vis.png"), vis)

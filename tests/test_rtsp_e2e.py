@@ -61,7 +61,7 @@ class FeedTimes(threading.Thread):
 @pytest.mark.rtsp
 def test_new_cameras_without_calibration_survive_a_2s_rtsp_server_outage(rtsp_scene_server, tmp_path):
     from calibration import corner_error, load
-    from stages.capture.synthetic import TRUE_IR_FROM_VIS
+    from common.synthetic_scene import TRUE_IR_FROM_VIS
     server = rtsp_scene_server
     feed_ep = f"ipc://{tmp_path}/feed.sock"
     cmd = [sys.executable, str(REPO / "run_stream.py"), "--quiet",

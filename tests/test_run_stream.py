@@ -22,7 +22,7 @@ from pipeline.codec import decode  # noqa: E402
 
 
 def write_calibration(path: Path, vis_size=(640, 480)) -> Path:
-    from stages.capture.synthetic import TRUE_IR_FROM_VIS
+    from common.synthetic_scene import TRUE_IR_FROM_VIS
     path.write_text(yaml.safe_dump({
         "version": 1, "direction": "ir_from_vis", "model": "homography", "vis_size": list(vis_size),
         "ir_size": [320, 256], "ir_from_vis": TRUE_IR_FROM_VIS.tolist(), "rms_px": 0.0,
@@ -282,7 +282,7 @@ def write_video(path: Path, frames: list, fps: int) -> None:
 
 
 def test_two_video_files_are_fused_losslessly(tmp_path):
-    from stages.capture.synthetic import render_ir, render_vis
+    from common.synthetic_scene import render_ir, render_vis
     write_video(tmp_path / "vis.mp4", [render_vis(n / 20) for n in range(40)], 20)
     write_video(tmp_path / "ir.mp4", [render_ir(n / 10) for n in range(20)], 10)
     cmd, env, _ = cli(tmp_path, "--config", str(REPO / "configs" / "files.yaml"),

@@ -54,8 +54,8 @@ def split_camera_options(options: dict, modality: str, where: str) -> tuple[dict
     """(the source's own options, the IrCamera or None if neither key is set).
 
     `where` names the section in errors ("configs/x.yaml: capture_ir"). Raises
-    pipeline.config.ConfigError for a bad key or value, or either key on a VIS camera."""
-    from pipeline.config import ConfigError, build
+    common.schema.ConfigError for a bad key or value, or either key on a VIS camera."""
+    from common.schema import ConfigError, build
     rest = {k: v for k, v in options.items() if k not in CAMERA_KEYS}
     given = [k for k in CAMERA_KEYS if k in options]
     if not given:

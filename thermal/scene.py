@@ -1,6 +1,6 @@
 """The demo street seen by a radiometric 16-bit LWIR camera, with known temperatures.
 
-The same world as `stages.capture.synthetic` (same seed: same buildings, people, vehicles, smoke,
+The same world as `common.synthetic_scene` (same seed: same buildings, people, vehicles, smoke,
 geometry TRUE_IR_FROM_VIS), but in °C, and a fire: people at 34 °C (legs 31 °C), vehicles with an
 engine at 80 °C (exhaust 65 °C, body 18 °C), and a burning bin whose core is at 400 °C (flames
 250 °C, glow 120 °C) standing at FIRE_VIS in the street, drawn in front of everything. The
@@ -23,7 +23,7 @@ import math
 import cv2
 import numpy as np
 
-from stages.capture.synthetic import IR_SIZE, TRUE_IR_FROM_VIS, VIS_SIZE, _K_IR, _world, scene_objects
+from common.synthetic_scene import IR_SIZE, TRUE_IR_FROM_VIS, VIS_SIZE, _K_IR, scene_objects, world_of
 from thermal.radiometry import KELVIN, RadiometricConfig, kelvin_to_counts
 
 PLANCK = RadiometricConfig(kind="planck", R=366545.0, B=1428.0, F=1.0, O=-342.0)
@@ -38,12 +38,12 @@ NOISE_COUNTS = 2.0
 
 def _background_c(seed: int) -> np.ndarray:
     """The static street in °C, VIS coordinates (480, 640) float32, from the 8-bit scene's levels."""
-    return np.float32(0.25) * (_world(seed).thermal_bg - np.float32(35.0))
+    return np.float32(0.25) * (world_of(seed).thermal_bg - np.float32(35.0))
 
 
 def _draw_objects_c(temp: np.ndarray, t_s: float, seed: int) -> None:
     """People and vehicles at their temperatures, drawn into `temp` (°C, VIS coordinates)."""
-    world = _world(seed)
+    world = world_of(seed)
     for o in scene_objects(t_s, seed):
         if o.kind == "vehicle":
             x0, y0 = int(o.x - o.w / 2), int(o.y - o.h / 2)
@@ -99,7 +99,7 @@ def render_ir_counts(t_s: float, seed: int = 0, smoke: float = 1.0, frame: int =
     temp = temperature_vis_coords(t_s, seed)
     radiance = (kelvin_to_counts(temp + KELVIN, PLANCK) - PLANCK.O).astype(np.float32)
     if smoke > 0:
-        trans = np.exp(-_K_IR * _world(seed).smoke_density(t_s, smoke))
+        trans = np.exp(-_K_IR * world_of(seed).smoke_density(t_s, smoke))
         smoke_radiance = float(kelvin_to_counts(SMOKE_C + KELVIN, PLANCK) - PLANCK.O)
         radiance = radiance * trans + np.float32(smoke_radiance) * (1 - trans)
     radiance = cv2.GaussianBlur(radiance, (0, 0), 1.1)         # LWIR optics are soft

@@ -1,8 +1,9 @@
 """Capture sources: each turns a camera, file, folder or generator into frame packets.
 
-Every source has the same shape: `Source(Config)` (no I/O), `start()`, `read(timeout_s) ->
-Packet | None` (None = nothing yet; an eos packet once at the end of a finite source), `stop()`
-(idempotent), `stats() -> dict`. `open_source()` picks one from a URL, a path or a *Config.
+Every source has the shape of pipeline.stage.Source: `Source(Config)` (no I/O), `start()`,
+`read(timeout_s) -> Packet | None` (None = nothing yet; an eos packet once at the end of a finite
+source), `stop()` (idempotent), `stats() -> dict`. `open_source()` picks one from a URL, a path or
+a *Config.
 
     open_source("synthetic://ir?seed=3&paced=0")              # synthetic IR camera, unpaced
     open_source("rtsp://admin:pw@10.0.0.5/stream1", modality="vis")
@@ -18,80 +19,63 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from common.schema import build, to_dict
+from pipeline.config import mask_url
 from stages.capture.image_folder import ImageFolderConfig, ImageFolderSource
 from stages.capture.rtsp import RtspConfig, RtspError, RtspSource
-from stages.capture.source import CaptureError, mask_url
+from stages.capture.source import CaptureError
 from stages.capture.synthetic import SyntheticConfig, SyntheticSource
 from stages.capture.video_file import VideoFileConfig, VideoFileSource
 from stages.capture.y16 import Y16Config, Y16Source, is_y16
 
-__all__ = ["open_source", "CaptureError", "RtspError", "mask_url",
+__all__ = ["open_source", "source_class", "source_config", "CaptureError", "RtspError",
            "SyntheticConfig", "SyntheticSource", "RtspConfig", "RtspSource",
            "VideoFileConfig", "VideoFileSource", "ImageFolderConfig", "ImageFolderSource", "Y16Config", "Y16Source"]
 
-SOURCES = {SyntheticConfig: SyntheticSource, RtspConfig: RtspSource,
-           VideoFileConfig: VideoFileSource, ImageFolderConfig: ImageFolderSource, Y16Config: Y16Source}
+SOURCES = (SyntheticSource, RtspSource, VideoFileSource, ImageFolderSource, Y16Source)
 
 
-def source_config(spec: str, modality: str | None = None, **options: Any):
-    """The *Config for a URL or path string; `options` are further fields of that config.
+def source_class(url: str) -> type:
+    """The source class for a URL or path (no I/O beyond a stat):
+    "synthetic[://<vis|ir>?...]", "rtsp[s]://...", "/dev/videoN" or a raw frame file (*.y16, *.raw,
+    *.gray16) -> Y16 (16-bit IR counts), a directory or glob (* ? [) -> image folder, any other
+    path -> video file."""
+    if url.startswith("synthetic"):
+        return SyntheticSource
+    if url.startswith(("rtsp://", "rtsps://")):
+        return RtspSource
+    if is_y16(url):
+        return Y16Source
+    if any(ch in url for ch in "*?[") or Path(url).is_dir():
+        return ImageFolderSource
+    return VideoFileSource
 
-    - "synthetic" or "synthetic://<vis|ir>?seed=..&paced=0&scene=target&smoke=0.5&fps=.."
-    - "rtsp://..." / "rtsps://..."
-    - "/dev/videoN" or a raw frame file (*.y16, *.raw, *.gray16) -> Y16 (16-bit IR counts)
-    - a directory or a glob pattern (* ? [) -> image folder
-    - any other path -> video file
-    Raises CaptureError on unknown option names or a missing modality.
-    """
-    if spec.startswith("synthetic"):
-        parts = urlsplit(spec)
-        fields = dict(parse_qsl(parts.query))
-        if parts.netloc:
-            fields["modality"] = parts.netloc
-        cls, fields = SyntheticConfig, {**fields, **options}
-    elif spec.startswith(("rtsp://", "rtsps://")):
-        cls, fields = RtspConfig, {"url": spec, **options}
-    elif is_y16(spec):
-        cls, fields = Y16Config, {"path": spec, **options}
-    elif any(ch in spec for ch in "*?[") or Path(spec).is_dir():
-        cls, fields = ImageFolderConfig, {"path": spec, **options}
-    else:
-        cls, fields = VideoFileConfig, {"path": spec, **options}
+
+def _url_fields(url: str, cls: type) -> dict:
+    """The config fields a URL itself gives: synthetic://ir?seed=3 -> modality, seed (as text)."""
+    if cls is SyntheticSource:
+        parts = urlsplit(url)
+        return {**dict(parse_qsl(parts.query)), **({"modality": parts.netloc} if parts.netloc else {})}
+    return {"url": url} if cls is RtspSource else {"path": url}
+
+
+def source_config(url: str, modality: str | None = None, *, where: str = "",
+                  error: type[Exception] = CaptureError, **options: Any) -> Any:
+    """The checked *Config for a URL or path; `options` are further fields of that config (typed
+    values, as from YAML). Errors (`error`, one line) name `where` and the key."""
+    cls = source_class(url)
+    where = where or f"open_source({mask_url(url)})"
+    named = _url_fields(url, cls)
+    parsed = to_dict(build(cls.Config, {k: v for k, v in named.items() if k != "modality"}, where,
+                           error=error, text=True))
+    fields = {**{k: parsed[k] for k in named if k != "modality"}, **options}
+    if "modality" in named:
+        fields.setdefault("modality", named["modality"])
     if modality is not None:
         fields["modality"] = modality
     if "modality" not in fields:
-        raise CaptureError(f"open_source: {mask_url(spec)!r} needs a modality ('vis' or 'ir')")
-    return _build(cls, fields, mask_url(spec))
-
-
-def _build(cls, fields: dict, where: str):
-    """cls(**fields), naming unknown keys; strings from a URL query become the field's type."""
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(fields) - set(known))
-    if unknown:
-        raise CaptureError(f"open_source: {where}: unknown option(s) {unknown} for {cls.__name__} "
-                           f"(expected some of {sorted(known)})")
-    typed = {k: _parse_scalar(v, str(known[k].type), k, where) if isinstance(v, str) else v
-             for k, v in fields.items()}
-    return cls(**typed)
-
-
-def _parse_scalar(text: str, annotation: str, key: str, where: str) -> Any:
-    """'3' -> 3 for an int field, '0' -> False for a bool field...; str fields stay as they are."""
-    try:
-        if annotation.startswith("str"):
-            return text
-        if annotation.startswith("bool"):
-            if text.lower() not in ("1", "0", "true", "false", "yes", "no"):
-                raise ValueError(text)
-            return text.lower() in ("1", "true", "yes")
-        if annotation.startswith("int"):
-            return int(text)
-        if annotation.startswith("float"):
-            return float(text)
-    except ValueError:
-        raise CaptureError(f"open_source: {where}: option {key}={text!r} is not a valid {annotation}") from None
-    return text
+        raise error(f"{where}: needs a modality ('vis' or 'ir')")
+    return build(cls.Config, fields, where, error=error)
 
 
 def open_source(spec: Any, modality: str | None = None, **options: Any):
@@ -99,12 +83,11 @@ def open_source(spec: Any, modality: str | None = None, **options: Any):
     if dataclasses.is_dataclass(spec) and not isinstance(spec, type):
         if modality is not None or options:
             spec = dataclasses.replace(spec, **({"modality": modality} if modality else {}), **options)
-        make = SOURCES.get(type(spec))
+        make = next((c for c in SOURCES if c.Config is type(spec)), None)
         if make is None:
             raise CaptureError(f"open_source: no source for {type(spec).__name__} (expected one of "
-                               f"{[c.__name__ for c in SOURCES]})")
+                               f"{[c.Config.__name__ for c in SOURCES]})")
         return make(spec)
     if isinstance(spec, str):
-        config = source_config(spec, modality, **options)
-        return SOURCES[type(config)](config)
+        return source_class(spec)(source_config(spec, modality, **options))
     raise CaptureError(f"open_source: expected a URL/path string or a source *Config, got {type(spec).__name__}")

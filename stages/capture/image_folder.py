@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from pipeline.packet import Packet
-from stages.capture.source import CaptureError, MediaClock, check_modality
+from stages.capture.source import CaptureError, FrameSource, MediaClock, check_modality
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +65,11 @@ def _ir_gray(image: np.ndarray) -> tuple[np.ndarray | None, str | None]:
     return np.ascontiguousarray(image), None
 
 
-class ImageFolderSource:
+class ImageFolderSource(FrameSource):
     """Frames from image files. read(timeout_s) -> Packet | None (not yet due) | eos packet once."""
+
+    Config = ImageFolderConfig
+    kind = "folder"
 
     def __init__(self, config: ImageFolderConfig) -> None:
         check_modality(config.modality, "image_folder")

@@ -36,7 +36,8 @@ import av
 import numpy as np
 
 from pipeline.packet import Packet
-from stages.capture.source import CaptureError, check_modality, mask_url
+from pipeline.config import mask_url
+from stages.capture.source import CaptureError, FrameSource, check_modality
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +66,19 @@ class RtspConfig:
                                            # small probe: open in ~0.1-0.3 s instead of seconds
 
 
-class RtspSource:
+class RtspSource(FrameSource):
     """Live RTSP camera producing `Packet(kind="frame")` with meta modality, source (masked), clock.
 
     seq counts decoded frames, so a gap in seq is frames overwritten before being read (drops).
     Counters (see stats()): frames, drops, reconnects, attempts, last_error, reconnect_events.
     """
+
+    Config = RtspConfig
+    kind = "rtsp"
+
+    @staticmethod
+    def is_live(config: RtspConfig) -> bool:
+        return True
 
     def __init__(self, config: RtspConfig) -> None:
         check_modality(config.modality, "rtsp")

@@ -1,4 +1,4 @@
-"""What every capture source shares: its error type, URL masking and the two clocks.
+"""What every capture source shares: its error type, the modality check and the two clocks.
 
 A source turns some medium (a camera, a file, a folder, a generator) into `Packet(kind="frame")`
 objects. Each packet carries two capture times taken together (`time.monotonic()` for latency and
@@ -14,14 +14,10 @@ Clocks, by source kind (also written into `meta["clock"]`):
 """
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 
 MODALITIES = ("vis", "ir")
-
-# user:password@ inside any URL-ish string; the password is the part after the first colon.
-_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:@/\s]*):(?P<pw>[^@/\s]*)@")
 
 
 class CaptureError(RuntimeError):
@@ -31,14 +27,17 @@ class CaptureError(RuntimeError):
     """
 
 
-def mask_url(text: str) -> str:
-    """Replace every URL password in `text` with `***`.
+class FrameSource:
+    """What every capture source declares (pipeline.stage.Source): no inputs, one output of frames.
+    A subclass sets Config and kind ("synthetic", "rtsp", "file", "folder")."""
+    inputs: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ("frames",)
 
-    'rtsp://admin:s3cret@10.0.0.5:554/live' -> 'rtsp://admin:***@10.0.0.5:554/live'.
-    Works on whole messages too (FFmpeg errors quote the URL), so wrap any text that may contain
-    a URL before it is logged, raised or put into packet meta.
-    """
-    return _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:***@", str(text))
+    @staticmethod
+    def is_live(config) -> bool:
+        """Live sources drop the oldest frame when late; files paced by their timestamps
+        (`realtime`) too; others are lossless."""
+        return bool(getattr(config, "realtime", False))
 
 
 def check_modality(modality: str, where: str) -> str:

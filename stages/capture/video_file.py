@@ -16,7 +16,7 @@ import av
 import numpy as np
 
 from pipeline.packet import Packet
-from stages.capture.source import CaptureError, MediaClock, check_modality
+from stages.capture.source import CaptureError, FrameSource, MediaClock, check_modality
 
 
 @dataclass
@@ -32,8 +32,11 @@ class VideoFileConfig:
                                        # Set the same value for both cameras to align them exactly.
 
 
-class VideoFileSource:
+class VideoFileSource(FrameSource):
     """Frames of a video file. read(timeout_s) -> Packet | None (not yet due) | eos packet once."""
+
+    Config = VideoFileConfig
+    kind = "file"
 
     def __init__(self, config: VideoFileConfig) -> None:
         check_modality(config.modality, "video_file")

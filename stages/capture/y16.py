@@ -29,7 +29,7 @@ import av
 import numpy as np
 
 from pipeline.packet import Packet
-from stages.capture.source import CaptureError, MediaClock, check_modality
+from stages.capture.source import CaptureError, FrameSource, MediaClock, check_modality
 
 log = logging.getLogger(__name__)
 RAW_SUFFIXES = (".y16", ".raw", ".gray16")
@@ -66,9 +66,17 @@ def open_args(cfg: Y16Config) -> tuple[str, dict]:
     return ("v4l2" if cfg.path.startswith("/dev/") else "rawvideo"), options
 
 
-class Y16Source:
+class Y16Source(FrameSource):
     """16-bit IR frames from a UVC device or a raw file: `Packet(kind="frame")` with buffer
     {"ir": (H, W) uint16}. See the module docstring."""
+
+    Config = Y16Config
+    kind = "y16"
+
+    @staticmethod
+    def is_live(config: Y16Config) -> bool:
+        """A camera device is live (the newest frame wins); a file of raw frames only when paced."""
+        return config.path.startswith("/dev/") or config.realtime
 
     def __init__(self, config: Y16Config) -> None:
         check_modality(config.modality, "y16")

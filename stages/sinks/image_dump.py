@@ -30,7 +30,10 @@ class ImageDumpConfig:
 
 
 class ImageDumpSink:
-    """Writes PNGs of every `every_n`-th non-eos packet, at most `max_images` files."""
+    """Writes PNGs of every `every_n`-th packet, at most `max_images` files."""
+    Config = ImageDumpConfig
+    inputs = ("fused",)
+    outputs: tuple[str, ...] = ()
 
     def __init__(self, config: ImageDumpConfig) -> None:
         if config.every_n < 1 or config.max_images < 0:
@@ -47,26 +50,27 @@ class ImageDumpSink:
         except OSError as e:
             raise ImageDumpError(f"image_dump: cannot create out_dir {self.config.out_dir!r}: {e}") from e
 
-    def process(self, packet: Packet) -> None:
-        if packet.is_eos:
-            return None
+    def process(self, packet: Packet) -> list[Packet]:
         index, self._seen = self._seen, self._seen + 1
         if index % self.config.every_n:
-            return None
+            return []
         names = [n for n in packet.buffers if self.config.buffers is None or n in self.config.buffers]
         if len(self.files) + len(names) > self.config.max_images:
             if self.skipped == 0:
                 log.info("image_dump: reached max_images=%d in %s; dumping no more", self.config.max_images,
                          self.config.out_dir)
             self.skipped += 1
-            return None
+            return []
         for name in names:
             path = Path(self.config.out_dir) / f"{packet.stream}_{packet.seq:06d}_{name}.png"
             if not cv2.imwrite(str(path), packet.buffers[name]):
                 raise ImageDumpError(f"image_dump: cannot write {path} (buffer {name!r}, "
                                      f"shape {packet.buffers[name].shape}, dtype {packet.buffers[name].dtype})")
             self.files.append(path)
-        return None
+        return []
+
+    def finish(self) -> list[Packet]:
+        return []
 
     def stats(self) -> dict:
         return {"images_written": len(self.files), "skipped": self.skipped}

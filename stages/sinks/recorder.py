@@ -247,10 +247,13 @@ def side_by_side(packet: Packet) -> np.ndarray:
 class RecorderSink:
     """Records one buffer of every packet (and optionally a side-by-side view) to H.264 files.
 
-    process(packet): frame/pair/fused packets are encoded; an eos packet flushes and closes the
-    files (a later frame starts a new segment). stop() does the same. `files` lists every file
-    written, in order.
+    process(packet): frame/pair/fused packets are encoded; finish() (end of stream) flushes and
+    closes the files (a later frame starts a new segment). stop() does the same. `files` lists
+    every file written, in order.
     """
+    Config = RecorderConfig
+    inputs = ("fused",)
+    outputs: tuple[str, ...] = ()
 
     def __init__(self, config: RecorderConfig) -> None:
         if config.container not in CONTAINERS:
@@ -274,19 +277,16 @@ class RecorderSink:
         if cfg.side_by_side:
             self._writers.append(_SegmentWriter(cfg, f"{cfg.prefix}_sbs"))
 
-    def process(self, packet: Packet) -> None:
+    def process(self, packet: Packet) -> list[Packet]:
         if not self._writers:
             raise RecorderError("recorder: process() before start()")
-        if packet.is_eos:
-            self._close_all()
-            return None
         image = packet.buffers.get(self.config.buffer)
         if image is None:
             raise RecorderError(f"recorder: buffer {self.config.buffer!r} (key 'buffer') not in packet "
                                 f"{packet.seq} ({packet.kind}); it has {sorted(packet.buffers)}")
         if self.disk_full is not None:
             self.drops += 1
-            return None
+            return []
         written = self._writers[0].frames_written
         try:
             self._writers[0].write(image, packet.t_mono, packet.t_wall, packet.stream)
@@ -294,7 +294,12 @@ class RecorderSink:
                 self._writers[1].write(side_by_side(packet), packet.t_mono, packet.t_wall, packet.stream)
         except DiskFullError as e:
             self._stop_for_full_disk(e, this_frame_counted=self._writers[0].frames_written > written)
-        return None
+        return []
+
+    def finish(self) -> list[Packet]:
+        """End of stream: flush and close the files."""
+        self._close_all()
+        return []
 
     def _stop_for_full_disk(self, e: DiskFullError, this_frame_counted: bool) -> None:
         """Stop recording (on_disk_full: stop_recording) or end the run (exit)."""

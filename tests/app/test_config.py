@@ -5,15 +5,16 @@ import pytest
 import yaml
 
 from pipeline.config import ConfigError, mask_secrets
-from pipeline.graph import build_specs, load_graph_config, validate
+from app.registry import check, load
+from pipeline.graph import build_specs
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("name", ["demo.yaml", "rtsp.yaml", "files.yaml", "pairs.yaml"])
 def test_shipped_configs_validate(name):
-    gc = load_graph_config(REPO / "configs" / name)
-    assert gc.pipeline.stream and gc.fusion.fuser in ("lmfusion", "laplacian", "average")
+    gc = load(REPO / "configs" / name)
+    assert gc.pipeline.stream and gc.config("fusion").fuser in ("lmfusion", "laplacian", "average")
 
 
 def demo_data() -> dict:
@@ -24,7 +25,7 @@ def test_unknown_key_names_file_section_key_and_the_expected_keys():
     data = demo_data()
     data["fusion"]["fuserr"] = "laplacian"
     with pytest.raises(ConfigError) as e:
-        validate(data, "configs/demo.yaml")
+        check(data, "configs/demo.yaml")
     msg = str(e.value)
     assert msg.startswith("configs/demo.yaml: fusion.fuserr: unknown key (expected one of: fuser, fallback, device")
     assert "\n" not in msg
@@ -53,31 +54,31 @@ def test_bad_values_are_errors_that_name_the_key(section, key, value, match):
     data = demo_data()
     data[section][key] = value
     with pytest.raises(ConfigError, match=match.replace("[", r"\[").replace("(", r"\(")):
-        validate(data, "demo")
+        check(data, "demo")
 
 
 def test_unknown_section_missing_url_and_wrong_version():
     data = demo_data()
     data["fussion"] = {}
     with pytest.raises(ConfigError, match="fussion: unknown section"):
-        validate(data, "x.yaml")
+        check(data, "x.yaml")
     data = demo_data()
     del data["capture_ir"]["url"]
     with pytest.raises(ConfigError, match="capture_ir.url: required"):
-        validate(data, "x.yaml")
+        check(data, "x.yaml")
     data = demo_data()
     data["version"] = 2
     with pytest.raises(ConfigError, match="version: expected 1, got 2"):
-        validate(data, "x.yaml")
+        check(data, "x.yaml")
 
 
 def test_unreadable_and_invalid_yaml_files(tmp_path):
     with pytest.raises(ConfigError, match="cannot read config"):
-        load_graph_config(tmp_path / "missing.yaml")
+        load(tmp_path / "missing.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("version: 1\npipeline: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
-        load_graph_config(bad)
+        load(bad)
 
 
 def test_rtsp_passwords_are_masked_in_the_effective_config():
@@ -88,18 +89,18 @@ def test_rtsp_passwords_are_masked_in_the_effective_config():
 
 
 def test_edge_policy_follows_the_sources():
-    live = build_specs(load_graph_config(REPO / "configs" / "demo.yaml"), "thread")
-    files = build_specs(load_graph_config(REPO / "configs" / "files.yaml"), "thread")
+    live = build_specs(load(REPO / "configs" / "demo.yaml"), "thread")
+    files = build_specs(load(REPO / "configs" / "files.yaml"), "thread")
     assert {i["policy"] for s in live for i in s.inputs} == {"drop_oldest"}
     assert {i["policy"] for s in files for i in s.inputs} == {"block"}
     assert all(o["block"] for s in files for o in s.outputs if o["name"] != "detector_feed")
-    forced = build_specs(load_graph_config(REPO / "configs" / "demo.yaml", {"pipeline.policy": "lossless"}), "thread")
+    forced = build_specs(load(REPO / "configs" / "demo.yaml", {"pipeline.policy": "lossless"}), "thread")
     assert {i["policy"] for s in forced for i in s.inputs} == {"block"}
 
 
 def test_effective_config_fills_defaults_and_masks_passwords():
     from pipeline.graph import effective_config
-    gc = load_graph_config(REPO / "configs" / "rtsp.yaml",
+    gc = load(REPO / "configs" / "rtsp.yaml",
                            {"capture_ir.url": "rtsp://op:pa55word@192.0.2.11/ir"})
     eff = mask_secrets(effective_config(gc))
     assert eff["capture_ir"]["url"] == "rtsp://op:***@192.0.2.11/ir"
@@ -114,8 +115,8 @@ def pairs_data() -> dict:
 
 
 def test_pairs_build_per_pair_nodes_routed_by_stream_around_one_fusion_stage():
-    gc = load_graph_config(REPO / "configs" / "pairs.yaml", {"fusion.max_batch": 2, "fusion.max_wait_ms": 20.0})
-    assert [p.name for p in gc.pairs] == ["cam1", "cam2"] and gc.capture_vis is None
+    gc = load(REPO / "configs" / "pairs.yaml", {"fusion.max_batch": 2, "fusion.max_wait_ms": 20.0})
+    assert gc.pair_names == ["cam1", "cam2"] and "capture_vis" not in [n.name for n in gc.nodes]
     specs = {s.name: s for s in build_specs(gc, "thread")}
     assert sorted(specs) == sorted(["capture_vis@cam1", "capture_ir@cam1", "registration@cam1", "recorder@cam1",
                                     "capture_vis@cam2", "capture_ir@cam2", "registration@cam2", "recorder@cam2",
@@ -131,11 +132,11 @@ def test_pairs_build_per_pair_nodes_routed_by_stream_around_one_fusion_stage():
     assert fusion.inputs[0]["queue_len"] == 4          # live: queue_len per pair
     # Defaults come from the top-level sections; each pair records into its own folder.
     assert specs["recorder@cam1"].config["out_dir"] == "out/pairs/cam1"
-    assert gc.pairs[1].registration.tolerance_ms == 35.0
+    assert gc.config("registration@cam2").tolerance_ms == 35.0
 
 
 def test_single_pair_configs_keep_their_node_names():
-    names = [s.name for s in build_specs(load_graph_config(REPO / "configs" / "demo.yaml"), "thread")]
+    names = [s.name for s in build_specs(load(REPO / "configs" / "demo.yaml"), "thread")]
     assert names == ["capture_vis", "capture_ir", "registration", "fusion", "recorder"]
 
 
@@ -143,7 +144,7 @@ def _pairs_error(edit) -> str:
     data = pairs_data()
     edit(data)
     with pytest.raises(ConfigError) as e:
-        validate(data, "p.yaml")
+        check(data, "p.yaml")
     assert "\n" not in str(e.value)
     return str(e.value)
 
@@ -171,7 +172,7 @@ def test_only_with_pairs_splits_at_the_fusion_input():
     from pipeline.graph import select_nodes
     ep = {"endpoints": {"fusion": "pull+bind:tcp://127.0.0.1:5999"}}
     data = yaml.safe_load((REPO / "configs" / "pairs.yaml").read_text())
-    gc = validate({**data, **ep}, "p.yaml")
+    gc = check({**data, **ep}, "p.yaml")
     specs = build_specs(gc, "process")
     # A base name means that node of every pair; the registration -> fusion edge crosses hosts.
     a = select_nodes(specs, "capture_vis,capture_ir,registration", gc)
@@ -180,7 +181,7 @@ def test_only_with_pairs_splits_at_the_fusion_input():
     b = select_nodes(specs, "fusion,recorder", gc)
     assert sorted(s.name for s in b) == ["fusion", "recorder@cam1", "recorder@cam2"]
     # Without endpoints.fusion the crossing edge has nowhere to go.
-    gc0 = validate(data, "p.yaml")
+    gc0 = check(data, "p.yaml")
     with pytest.raises(ConfigError, match="endpoints.fusion: must be set when running --only fusion,recorder"):
         select_nodes(build_specs(gc0, "process"), "fusion,recorder", gc0)
     # Per-pair edges (ipc inside one run) cannot cross hosts.

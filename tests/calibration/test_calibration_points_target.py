@@ -99,7 +99,7 @@ def test_target_not_found_is_a_clear_error():
 
 def test_demo_calibration_matches_synthetic_truth():
     try:
-        from stages.capture.synthetic import IR_SIZE as S_IR, TRUE_IR_FROM_VIS, VIS_SIZE as S_VIS
+        from common.synthetic_scene import IR_SIZE as S_IR, TRUE_IR_FROM_VIS, VIS_SIZE as S_VIS
     except ImportError as e:
         pytest.skip(f"the synthetic source (stages/capture/synthetic.py) is not importable: {e}")
     cal = calibration.load(REPO / "configs" / "calibration" / "demo.yaml", vis_size=S_VIS, ir_size=S_IR)

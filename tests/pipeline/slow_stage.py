@@ -13,7 +13,8 @@ DELAY_S = float(os.environ.get("SLOW_FUSION_DELAY_S", "0.4"))
 
 
 class SlowFusionStage(FusionStage):
+    batched = False
+
     def process(self, packet):
-        if not packet.is_eos:
-            time.sleep(DELAY_S)
+        time.sleep(DELAY_S)
         return super().process(packet)

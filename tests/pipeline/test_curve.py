@@ -18,7 +18,8 @@ import zmq.auth
 from calibration_files import write_calibration
 from pipeline.codec import encode
 from pipeline.config import ConfigError
-from pipeline.graph import build_specs, check_security, load_graph_config, select_nodes
+from app.registry import load
+from pipeline.graph import build_specs, check_security, select_nodes
 from pipeline.packet import Packet
 from pipeline.security import is_loopback, make_keys, needs_curve
 
@@ -53,7 +54,7 @@ def public_bind_config(tmp_path, **security):
           "pipeline.allow_public_bind": True, "endpoints.fusion": "pull+bind:tcp://0.0.0.0:5999",
           "endpoints.fusion_peer": "push+connect:tcp://hostB:5999", "detector_feed.enabled": False}
     ov.update({f"security.{k}": v for k, v in security.items()})
-    return load_graph_config(REPO / "configs" / "demo.yaml", ov)
+    return load(REPO / "configs" / "demo.yaml", ov)
 
 
 def test_a_public_bind_without_keys_is_refused_unless_insecure(tmp_path):

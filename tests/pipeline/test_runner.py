@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.graph import build_specs, load_graph_config
+from app.registry import load
+from pipeline.graph import build_specs
 from pipeline.runner import Runner
 from pipeline.telemetry import percentiles
 
@@ -17,7 +18,7 @@ def demo_config(tmp_path, calibration, **over):
           "detector_feed.enabled": False, "pipeline.status_interval_s": 0.5,
           "pipeline.startup_timeout_s": 180.0}     # a busy machine can take long to import torch
     ov.update(over)
-    return load_graph_config(REPO / "configs" / "demo.yaml", ov)
+    return load(REPO / "configs" / "demo.yaml", ov)
 
 
 def rss_mb() -> float:
@@ -170,7 +171,7 @@ def test_second_stop_request_stops_at_once_and_still_finalises(tmp_path, calibra
 def pairs_config(tmp_path, calibration, **over):
     """configs/pairs.yaml (two synthetic pairs, seeds 0 and 1) with test settings."""
     import yaml
-    from pipeline.graph import validate
+    from app.registry import check
     data = yaml.safe_load((REPO / "configs" / "pairs.yaml").read_text())
     for p in data["pairs"]:
         p["registration"]["calibration"] = str(calibration)
@@ -184,7 +185,7 @@ def pairs_config(tmp_path, calibration, **over):
                 p["capture_vis"][key] = p["capture_ir"][key] = value
             continue
         data.setdefault(section, {})[key] = value
-    return validate(data, "pairs.yaml")
+    return check(data, "pairs.yaml")
 
 
 def test_two_camera_pairs_share_one_batching_fusion_stage_and_each_sink_gets_only_its_pair(tmp_path, calibration_file):

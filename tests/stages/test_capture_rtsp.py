@@ -13,7 +13,7 @@ import pytest
 from rtsp_fixture import RTSP_PASSWORD
 
 from stages.capture.rtsp import RtspConfig, RtspError, RtspSource
-from stages.capture.source import mask_url
+from pipeline.config import mask_url
 
 
 def _fast(url, modality="vis", **kw):

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from stages.capture.source import CaptureError
-from stages.capture.synthetic import (IR_SIZE, TARGET_INNER_CORNERS, TRUE_IR_FROM_VIS, VIS_SIZE, SyntheticConfig,
-                                      SyntheticSource, render_pair, render_thermal_vis_coords, scene_objects,
-                                      target_corners_vis)
+from common.synthetic_scene import (IR_SIZE, TARGET_INNER_CORNERS, TRUE_IR_FROM_VIS, VIS_SIZE, render_pair,
+                                    render_thermal_vis_coords, scene_objects, target_corners_vis)
+from stages.capture.synthetic import SyntheticConfig, SyntheticSource
 
 
 def _frames(cfg, n):
@@ -160,6 +160,8 @@ def test_bad_config_is_a_clear_error():
     with pytest.raises(CaptureError, match="modality"):
         SyntheticSource(SyntheticConfig(modality="uv"))
     with pytest.raises(CaptureError, match="scene"):
+        SyntheticSource(SyntheticConfig(scene="beach"))
+    with pytest.raises(ValueError, match="scene"):
         render_pair(0.0, scene="beach")
 
 
@@ -179,6 +181,6 @@ def test_shared_clock_origin_aligns_two_cameras_started_apart():
 
 def test_frames_are_rendered_in_float32():
     # A float64 smoke field (a numpy scalar promoting the frame) made rendering ~1.5x slower.
-    from stages.capture.synthetic import _world
-    assert _world(0).smoke_density(3.0, 1.0).dtype == np.float32
+    from common.synthetic_scene import world_of
+    assert world_of(0).smoke_density(3.0, 1.0).dtype == np.float32
     assert render_thermal_vis_coords(3.0).dtype == np.float32

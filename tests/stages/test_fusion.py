@@ -22,7 +22,7 @@ def test_classical_fusers_make_fused_packets_and_say_so(name):
     st = FusionStage(FusionConfig(fuser=name))
     st.start()
     p = pair(3)
-    out = st.process(p)
+    [out] = st.process(p)
     assert out.kind == "fused" and out.seq == 3 and out.t_mono == p.t_mono and out.pts == p.pts
     assert out.meta["fuser"] == name and out.meta["skew_ms"] == 1.5 and out.meta["ir_seq"] == 3
     assert out.buffers["fused"].shape == (64, 80, 3) and out.buffers["fused"].dtype == np.uint8
@@ -32,11 +32,12 @@ def test_classical_fusers_make_fused_packets_and_say_so(name):
     assert st.stats()["fuser"] == name
 
 
-def test_batch_keeps_order_and_forwards_eos():
+def test_batch_keeps_order_and_declares_its_ports():
     st = FusionStage(FusionConfig(fuser="average"))
     st.start()
-    out = st.process_batch([pair(0), pair(1), Packet.eos("s")])
-    assert [p.kind for p in out] == ["fused", "fused", "eos"] and [p.seq for p in out[:2]] == [0, 1]
+    out = st.process_batch([pair(0), pair(1)])
+    assert [p.kind for p in out] == ["fused", "fused"] and [p.seq for p in out] == [0, 1]
+    assert st.finish() == [] and FusionStage.batched and FusionStage.inputs == ("pairs",)
 
 
 def test_lmfusion_without_weights_is_a_clear_error(tmp_path):
@@ -51,7 +52,7 @@ def test_lmfusion_fallback_is_announced_and_recorded(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         st.start()
     assert any("fallback fuser 'laplacian'" in r.getMessage() for r in caplog.records)
-    assert st.process(pair()).meta["fuser"] == "laplacian"
+    assert st.process(pair())[0].meta["fuser"] == "laplacian"
 
 
 def test_wrong_packet_kind_is_an_error():
@@ -166,7 +167,7 @@ def test_fp16_asked_for_on_a_machine_without_cuda_names_the_key():
 
 
 def test_resolution_scale_takes_auto_or_a_factor():
-    from pipeline.config import ConfigError, build
+    from common.schema import ConfigError, build
     assert build(FusionConfig, {"resolution_scale": "auto"}, "f: fusion").resolution_scale == "auto"
     assert build(FusionConfig, {"resolution_scale": 2}, "f: fusion").resolution_scale == 2
     with pytest.raises(ConfigError, match="fusion.resolution_scale: must be 1, 2, 4 or auto, got 3"):
@@ -189,10 +190,10 @@ def test_the_stage_logs_and_reports_what_auto_chose(tmp_path, caplog):
     assert len(lines) == 1 and lines[0].startswith("fusion: cpu: model default at 1/2 or 1/4 resolution")
     assert any(r.getMessage().startswith("fusion: warmed up on 320x256") for r in caplog.records)
     assert st.stats()["choice"] == lines[0].removeprefix("fusion: ")
-    assert st.process(pair(0, h=128, w=160)).buffers["fused"].shape == (128, 160, 3)
+    assert st.process(pair(0, h=128, w=160))[0].buffers["fused"].shape == (128, 160, 3)
     # A larger camera: the network stays at <= 160x128 px, loaded and logged on its first frame.
     with caplog.at_level(logging.INFO):
-        out = st.process(pair(1, h=512, w=640))
+        [out] = st.process(pair(1, h=512, w=640))
     assert out.buffers["fused"].shape == (512, 640, 3)
     assert st.fuser_for(640, 512).engine.name == "onnxruntime@1/4"
     assert any("640x512 frames" in r.getMessage() and "network at 160x128" in r.getMessage() for r in caplog.records)

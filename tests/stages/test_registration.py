@@ -25,8 +25,7 @@ def stage_for(calibration_file, **kw):
 def run(st, packets):
     out = []
     for p in packets:
-        r = st.process(p)
-        out.extend(r or [])
+        out.extend(st.process(p))
     return out
 
 
@@ -38,9 +37,9 @@ def test_pairs_each_ir_frame_with_the_nearest_vis_frame(calibration_file):
         packets.append(vis(n, n * 0.05))
         if n % 2 == 0:
             packets.append(ir(n // 2, n * 0.05 + 0.007))
-    out = run(st, packets) + st.process(Packet.eos("cam"))
+    out = run(st, packets) + st.finish()
     pairs = [p for p in out if p.kind == "pair"]
-    assert out[-1].is_eos
+    assert len(pairs) == len(out)
     assert [p.meta["ir_seq"] for p in pairs] == list(range(10))
     assert [p.meta["vis_seq"] for p in pairs] == list(range(0, 20, 2))
     assert all(p.meta["skew_ms"] == pytest.approx(-7.0, abs=1e-6) for p in pairs)
@@ -56,8 +55,8 @@ def test_pairs_each_ir_frame_with_the_nearest_vis_frame(calibration_file):
 
 def test_waits_for_a_nearer_vis_frame_that_may_still_come(calibration_file):
     st = stage_for(calibration_file, tolerance_ms=40)
-    assert st.process(vis(0, 0.000)) is None
-    assert st.process(ir(0, 0.030)) is None        # VIS@0.05 could be nearer: wait
+    assert st.process(vis(0, 0.000)) == []
+    assert st.process(ir(0, 0.030)) == []        # VIS@0.05 could be nearer: wait
     out = st.process(vis(1, 0.050))
     assert len(out) == 1 and out[0].meta["vis_seq"] == 1 and out[0].meta["skew_ms"] == pytest.approx(20.0)
     assert st.stats()["unmatched_vis"] == 1
@@ -66,7 +65,7 @@ def test_waits_for_a_nearer_vis_frame_that_may_still_come(calibration_file):
 def test_frames_outside_tolerance_are_counted_not_paired(calibration_file):
     st = stage_for(calibration_file, tolerance_ms=10)
     out = run(st, [vis(0, 0.0), ir(0, 0.025), vis(1, 0.05), ir(1, 0.1), vis(2, 0.104), vis(3, 0.2)])
-    out += st.process(Packet.eos("cam"))
+    out += st.finish()
     pairs = [p for p in out if p.kind == "pair"]
     assert [(p.meta["vis_seq"], p.meta["ir_seq"]) for p in pairs] == [(2, 1)]
     s = st.stats()
@@ -84,7 +83,7 @@ def test_a_stalled_partner_stream_is_bounded_and_counted(calibration_file):
 
 
 def test_vis_is_warped_into_ir_geometry(calibration_file):
-    from stages.capture.synthetic import TRUE_IR_FROM_VIS
+    from common.synthetic_scene import TRUE_IR_FROM_VIS
     st = stage_for(calibration_file)
     v = vis(0, 0.0)
     img = np.zeros((480, 640, 3), np.uint8)
@@ -130,6 +129,6 @@ def test_decides_without_waiting_when_the_next_vis_frame_cannot_be_nearer(calibr
     assert run(st, [vis(n, n * 0.05) for n in range(4)]) == []      # learn the 50 ms VIS interval
     out = st.process(ir(0, 0.155))          # VIS@0.15 is 5 ms away; the next can't come before ~0.19
     assert len(out) == 1 and out[0].meta["vis_seq"] == 3
-    assert st.process(ir(1, 0.185)) is None   # VIS@0.15 is 35 ms away, VIS@~0.2 may be nearer: wait
+    assert st.process(ir(1, 0.185)) == []   # VIS@0.15 is 35 ms away, VIS@~0.2 may be nearer: wait
     out = st.process(vis(4, 0.2))
     assert out[0].meta["vis_seq"] == 4 and out[0].meta["skew_ms"] == pytest.approx(15.0)

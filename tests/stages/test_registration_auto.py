@@ -7,8 +7,8 @@ import yaml
 
 from pipeline.packet import Packet
 from pipeline.telemetry import NodeView, status_line
-from stages.registration import (DEMO_CALIBRATION, RegistrationConfig, RegistrationError, RegistrationStage,
-                                 resolve_calibration)
+from stages.registration import (DEMO_CALIBRATION, OnlineRefineConfig, RegistrationConfig, RegistrationError,
+                                 RegistrationStage, resolve_calibration)
 
 
 def frames(t, vis_img, ir_img, seq):
@@ -21,13 +21,13 @@ def frames(t, vis_img, ir_img, seq):
 def feed(st, packets):
     out = []
     for p in packets:
-        out.extend(st.process(p) or [])
+        out.extend(st.process(p))
     return out
 
 
 def auto_stage(tmp_path, **kw):
     cfg = RegistrationConfig(calibration="auto", calibration_out=str(tmp_path / "rec" / "calibration.yaml"),
-                             online_refine={"background": False}, **kw)
+                             online_refine=OnlineRefineConfig(background=False), **kw)
     st = RegistrationStage(cfg)
     st.start()
     return st
@@ -47,7 +47,7 @@ def test_an_empty_calibration_means_the_demo_one_only_for_the_synthetic_source()
 
 def test_estimates_at_start_fuses_nothing_before_and_writes_it_beside_the_recording(tmp_path, caplog):
     from calibration import corner_error, load
-    from stages.capture.synthetic import TRUE_IR_FROM_VIS, render_pair
+    from common.synthetic_scene import TRUE_IR_FROM_VIS, render_pair
     st = auto_stage(tmp_path)
     assert "waiting for frames" in st.stats()["waiting"]
     flat_vis, flat_ir = np.full((480, 640, 3), 128, np.uint8), np.full((256, 320), 128, np.uint8)
@@ -102,7 +102,7 @@ def test_a_named_calibration_that_does_not_fit_the_frames_names_the_file(tmp_pat
 
 def test_on_its_thread_the_estimate_never_holds_up_frames_and_the_status_says_so(tmp_path):
     import time
-    from stages.capture.synthetic import render_pair
+    from common.synthetic_scene import render_pair
     st = RegistrationStage(RegistrationConfig(calibration="auto",
                                               calibration_out=str(tmp_path / "rec" / "calibration.yaml")))
     st.start()

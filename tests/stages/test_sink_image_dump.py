@@ -18,7 +18,7 @@ def test_every_nth_packet_bounded_and_exact(tmp_path):
     sink.start()
     for seq in range(20):
         sink.process(_pair(seq))
-    sink.process(Packet.eos("s"))
+    sink.finish()
     sink.stop()
     assert sorted(p.name for p in (tmp_path / "d").iterdir()) == [
         f"s_{seq:06d}_{b}.png" for seq in (0, 3, 6) for b in ("ir", "vis")]

@@ -45,7 +45,7 @@ def test_fragmented_mp4_with_capture_time_pts_and_drops(tmp_path):
     times = [i / fps for i in range(35) if not 10 <= i < 15]
     for seq, t in enumerate(times):
         rec.process(_fused(seq, t))
-    rec.process(Packet.eos("site0"))
+    rec.finish()
     assert [p.name for p in rec.files] == ["fused_000.mp4"]
     assert rec.stats() == {"frames_written": 30, "files": [str(rec.files[0])], "drops": 0}
     n, pts, duration, size = _decode(rec.files[0])
@@ -75,7 +75,7 @@ def test_side_by_side_output_and_odd_sizes_and_gray(tmp_path):
     rec.start()
     for i in range(5):
         rec.process(_fused(i, i / 10, h=121, w=161, gray=True))
-    rec.process(Packet.eos("site0"))
+    rec.finish()
     assert [p.name for p in rec.files] == ["fused_000.mkv", "fused_sbs_000.mkv"]
     n, _, _, size = _decode(rec.files[0])
     assert n == 5 and size == (162, 122)                                # padded to even
@@ -159,7 +159,7 @@ def test_size_change_and_frames_after_eos_start_new_files(tmp_path):
         rec.process(_fused(i, i / 10, h=64, w=80))
     for i in range(3, 5):
         rec.process(_fused(i, i / 10, h=96, w=128))          # e.g. a camera changed resolution
-    rec.process(Packet.eos("site0"))
+    rec.finish()
     rec.process(_fused(5, 0.5, h=96, w=128))                # a stream that resumes after eos
     rec.stop()
     assert [(_decode(p)[0], _decode(p)[3]) for p in rec.files] == [(3, (80, 64)), (2, (128, 96)), (1, (128, 96))]

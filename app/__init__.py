@@ -1,0 +1,1 @@
+"""The application: which stages make up smokefusion's pipeline (registry.py), and run_stream.py."""
