@@ -164,7 +164,7 @@ def start_cameras(tmp: Path):
     """Two RtspTestServer processes serving one synthetic street: (vis server, ir server)."""
     import cv2
     from rtsp_fixture import RtspTestServer, rtsp_unavailable_reason
-    from stages.capture.synthetic import render_pair
+    from common.synthetic_scene import render_pair
     reason = rtsp_unavailable_reason()
     if reason:
         raise SystemExit(f"soak: cannot run RTSP cameras: {reason}")
