@@ -1,11 +1,9 @@
 """Accuracy and speed of automatic VIS->IR registration on real pairs with known distortions.
 
-    OMP_NUM_THREADS=1 python bench/bench_registration.py                 # grad-ecc, all pairs
-    python bench/bench_registration.py --strategies grad-ecc ecc-local features features-ecc
+    OMP_NUM_THREADS=1 python bench/bench_registration.py                 # all pairs
     python bench/bench_registration.py --limit 5 --threads 1            # quick look, 1 thread
     python bench/bench_registration.py --repeat --sets roadscene --roadscene-offset 3 --seed 2
                                      # another tenth of RoadScene, other distortions (held out)
-    python bench/bench_registration.py --repeat --ecc gn opencv         # the ECC solvers compared
     python bench/bench_registration.py --repeat --coverage --sets tno   # + the same-content reference
 
 Pairs (read-only, from ../shared/data; never copied into the repo):
@@ -48,8 +46,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from calibration import CalibrationError  # noqa: E402
-from calibration.auto import (ECC_SOLVERS, REPRESENTATIONS, STABLE_PX, STRATEGIES, AutoConfig,  # noqa: E402
-                              estimate_auto, stability)
+from calibration.auto import STABLE_PX, AutoConfig, estimate_auto, stability  # noqa: E402
+from calibration.distortion import random_homography, same_content  # noqa: E402
 from calibration.geometry import corner_error  # noqa: E402
 
 DATA = REPO / ".." / "shared" / "data"
@@ -115,22 +113,6 @@ def synthetic_pairs(n: int = 20):
         yield f"synthetic/t{0.37 * i:.2f}", vis, ir, np.array(TRUE_IR_FROM_VIS), init
 
 
-def random_homography(size, rng) -> np.ndarray:
-    """3x3 warped_from_original: rotation +-5 deg, scale 0.9-1.1, shift +-8 %, perspective
-    terms up to 1e-4 per px, all about the image centre."""
-    w, h = size
-    a = math.radians(rng.uniform(-5, 5))
-    s = rng.uniform(0.9, 1.1)
-    t = rng.uniform(-0.08, 0.08, 2) * np.array([w, h])
-    p = rng.uniform(-1e-4, 1e-4, 2)
-    core = np.array([[s * math.cos(a), -s * math.sin(a), t[0]],
-                     [s * math.sin(a), s * math.cos(a), t[1]],
-                     [p[0], p[1], 1.0]])
-    c = np.array([[1, 0, (w - 1) / 2], [0, 1, (h - 1) / 2], [0, 0, 1.0]])
-    m = c @ core @ np.linalg.inv(c)
-    return m / m[2, 2]
-
-
 # The reference estimate on the undistorted pair for --reference thorough: the same method with
 # every time-bounding knob opened (full-resolution finest level, twice the candidates, more
 # peaks and finalists). It is slower than the 2 s budget allows, and it is not what is measured:
@@ -146,21 +128,9 @@ def set_seed(seed: int, set_name: str) -> int:
     return seed + SETS.index(set_name)
 
 
-def same_content(vis: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """The undistorted VIS with the part that the distortion g (warped_from_original) pushes out
-    of the frame set to 0, the no-data fill the method masks: the scene content the distorted
-    VIS still shows, in the undistorted geometry."""
-    h, w = vis.shape[:2]
-    inside = cv2.warpPerspective(np.full((h, w), 255, np.uint8), np.linalg.inv(g), (w, h),
-                                 flags=cv2.INTER_NEAREST)
-    out = vis.copy()
-    out[inside == 0] = 0
-    return out
-
-
-def run(strategy: str, representation: str, pairs, seed: int, repeat: bool, ecc: str = "gn",
-        reference: str = "same", coverage: bool = False, check: bool = False) -> list[tuple]:
-    """[(name, error px, wall s, repeat px, floor px, CPU s, cov px, stability px)] for one strategy.
+def run(pairs, seed: int, repeat: bool, reference: str = "same", coverage: bool = False,
+        check: bool = False) -> list[tuple]:
+    """[(name, error px, wall s, repeat px, floor px, CPU s, cov px, stability px)] of the estimates.
 
     error: vs the data set's registration composed with the known distortion.
     repeat: vs this method's own estimate on the undistorted pair composed with the same
@@ -170,10 +140,10 @@ def run(strategy: str, representation: str, pairs, seed: int, repeat: bool, ecc:
     cov: vs the estimate on the undistorted pair showing the same scene content as the
     distorted one (`same_content`), composed with the distortion; NaN unless `coverage`.
     stability: the largest move of calibration.auto.stability on the distorted pair; NaN unless
-    `check`. Every strategy sees the same distortions (same seed).
+    `check`. The same seed gives the same distortions.
     """
     rng = np.random.default_rng(seed)
-    cfg = AutoConfig(strategy=strategy, representation=representation, ecc=ecc)
+    cfg = AutoConfig()
     out = []
     for item in pairs:
         name, vis, ir = item[:3]
@@ -193,8 +163,7 @@ def run(strategy: str, representation: str, pairs, seed: int, repeat: bool, ecc:
         rep = floor = math.nan
         if repeat:
             try:
-                cfg0 = cfg if reference == "same" else AutoConfig(strategy=strategy, representation=representation,
-                                                                  ecc=ecc, **THOROUGH)
+                cfg0 = cfg if reference == "same" else AutoConfig(**THOROUGH)
                 calib0 = estimate_auto(vis, ir, init=init, config=cfg0)
                 floor = corner_error(calib0.ir_from_vis, base, (w, h))
                 rep = math.inf if calib is None else corner_error(
@@ -251,11 +220,6 @@ def summary(rows) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--strategies", nargs="+", default=["grad-ecc"], choices=STRATEGIES)
-    ap.add_argument("--representations", nargs="+", default=[AutoConfig.representation],
-                    choices=REPRESENTATIONS, help="structure maps ECC aligns (see calibration/auto.py)")
-    ap.add_argument("--ecc", nargs="+", default=[AutoConfig.ecc], choices=ECC_SOLVERS,
-                    help="ECC solver on the homography levels (see calibration/auto.py)")
     ap.add_argument("--data", type=Path, default=DATA, help="the shared data folder")
     ap.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
     ap.add_argument("--repeat", action="store_true",
@@ -292,7 +256,7 @@ def main() -> int:
         sets = {k: v[: args.limit] for k, v in sets.items()}
     print(f"VIS->IR auto registration, seed {args.seed}, cv2 threads {cv2.getNumThreads()}, "
           f"success = corner error < {SUCCESS_PX} px")
-    head = f"{'strategy/repr':24s} {'set':10s} {'n':>4s} {'median px':>9s} {'p95 px':>9s} {'success':>9s} {'s/pair':>8s} {'cpu s':>7s}"
+    head = f"{'set':10s} {'n':>4s} {'median px':>9s} {'p95 px':>9s} {'success':>9s} {'s/pair':>8s} {'cpu s':>7s}"
     if args.repeat:
         head += f" | {'repeat px':>9s} {'rep p95':>9s} {'rep succ':>9s} {'floor px':>9s}"
     if args.coverage:
@@ -300,22 +264,19 @@ def main() -> int:
     if args.stability:
         head += f" | {'stable':>8s} {'succ if stable':>16s} {'succ if flagged':>16s}"
     print(head)
-    for strategy, representation, ecc in [(s, r, e) for s in args.strategies for r in args.representations
-                                          for e in args.ecc]:
-        label = f"{strategy}/{representation}" + (f"/{ecc}" if len(args.ecc) > 1 else "")
-        all_rows = []
-        for set_name, pairs in sets.items():
-            rows = run(strategy, representation, pairs, set_seed(args.seed, set_name),
-                       args.repeat, ecc, args.reference, args.coverage, args.stability)
-            all_rows += rows
-            print(f"{label:24s} {set_name:10s} {summary(rows)}", flush=True)
-            if args.verbose:
-                for name, err, sec, rep, floor, _, cov, stab in rows:
-                    print(f"    {name:50s} {err:8.2f} px {sec:6.2f} s  repeat {rep:8.2f} floor {floor:8.2f}"
-                          + (f" cov {cov:8.2f}" if args.coverage else "")
-                          + (f" stability {stab:8.2f}" if args.stability else ""))
-        if len(sets) > 1:
-            print(f"{label:24s} {'all':10s} {summary(all_rows)}", flush=True)
+    all_rows = []
+    for set_name, pairs in sets.items():
+        rows = run(pairs, set_seed(args.seed, set_name), args.repeat, args.reference, args.coverage,
+                   args.stability)
+        all_rows += rows
+        print(f"{set_name:10s} {summary(rows)}", flush=True)
+        if args.verbose:
+            for name, err, sec, rep, floor, _, cov, stab in rows:
+                print(f"    {name:50s} {err:8.2f} px {sec:6.2f} s  repeat {rep:8.2f} floor {floor:8.2f}"
+                      + (f" cov {cov:8.2f}" if args.coverage else "")
+                      + (f" stability {stab:8.2f}" if args.stability else ""))
+    if len(sets) > 1:
+        print(f"{'all':10s} {summary(all_rows)}", flush=True)
     return 0
 
 

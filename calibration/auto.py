@@ -1,88 +1,11 @@
 """Automatic VIS->IR registration from an ordinary scene pair, with no target.
 
-The chosen method ("grad-ecc" with "orient" maps, the default of `estimate(method="auto")`):
-1. Bring VIS into IR geometry with an initial guess (default: stretch the VIS frame onto the
-   IR frame, which is how side-by-side cameras with matched fields of view line up; or the
-   current calibration when refining online). What is left is a residual geometry.
-2. Work on polarity-free structure maps, not intensities: LWIR and VIS intensities are
-   unrelated and often inverted, but both show the same outlines. "orient": locally normalised
-   gradient magnitude, plus the doubled gradient angle (cos 2t, sin 2t) weighted by it; neither
-   changes when the contrast inverts. No-data fill (zeros touching the frame edge) and
-   constant bands along the frame edges (a camera's white or dark frame) are masked.
-3. Coarse global search on a small pyramid level (long side >= 160 px and short side >= 96 px):
-   a grid of rotations and scales around the guess, each with its 3 best translations from
-   normalised cross-correlation (cv2.matchTemplate). ECC only converges from within a few px,
-   and the residual can be 8 % of the frame (tens of px) and 5 degrees.
-4. The 24 best distinct search candidates are refined by affine ECC on that level and ranked
-   by the ECC correlation they reach, not by the search's NCC: on night scenes the NCC of the
-   best dozen is flat (0.18-0.20) and the right match sat at rank 7-40. The best 3 are refined
-   with a homography down to one level above the finest; the best correlation wins and is
-   refined on the finest level (full IR resolution up to 350,000 px; TNO's 768x576 stops at
-   384x288, which keeps it under 2 s). Levels whose result leaves 1.5x the searched range are
-   discarded (cross-modal ECC can run off to a degenerate warp that correlates a small area).
-5. The homography levels use `ecc_align`, our own ECC solver (the same objective as
-   cv2.findTransformECC): parameters in frame-centred coordinates scaled to +-1, a step halved
-   whenever the correlation would fall, a 2 px margin inside every no-data edge. On weakly
-   correlated cross-modal maps cv2's iterates kept jumping by 1-2 px instead of settling
-   (a RoadScene pair at 421x276: 1.3/0.8/1.9/0.9 px from the end point after 5/10/15/30
-   iterations); ecc_align settles within 0.1 px in ~10 iterations. Unit-tested to 0.01 px
-   on known warps, with and without a masked band (tests/calibration).
-6. Two last ECC rounds on the finest level, each pixel weighted by how well the two maps agree
-   around it (correlation in 31 px windows under the warp found, clipped at 0, squared; in IR
-   coords, less a 6 % margin of the IR frame): regions only one camera shows, and other depth
-   planes, no longer pull the optimum around (`_agreement_weight`; measured in its docstring).
-
-Self-check (`stability`, `python -m calibration auto --stability`): the same estimate with 12 %
-of the VIS frame left out on each side in turn; an answer that moves by more than 2 px depends
-on which part of the scene is in view (depth, lens distortion, little shared structure). On
-TNO (4 seeds) the pairs it passes recovered a known distortion within 2 px 98 % of the time,
-the flagged ones 82 %, and every gross miss was flagged (docs/calibration.md).
-
-Alternatives kept for measurement (`AutoConfig.strategy` / `.representation`; run them with
-`python bench/bench_registration.py --repeat --strategies ... --representations ...`).
-Measured with seed 0 on the RoadScene test split (23 pairs) / TNO (50 scenes) / the synthetic
-street (20 pairs, exact truth). "repeat" = how well the known distortion is recovered (vs the
-method's own answer on the undistorted pair; median px, share < 2 px), which is what the
-method controls; the real pairs' own registration is off by 3-7 px (see docs/calibration.md).
-First version (search on a ~96 px level, 3 NCC candidates, cv2's ECC):
-
-    strategy/representation  RoadScene repeat  TNO repeat      synthetic error
-    grad-ecc/orient          0.73 px, 78 %     1.02 px, 58 %   0.09 px, 100 %
-    grad-ecc/grad-norm       1.22 px, 65 %     (not run)       (not run)
-    grad-ecc/grad            6.22 px, 39 %     23.3 px, 24 %   1.00 px,  95 %
-    ecc-local/orient         1.78 px, 52 %     2.69 px, 46 %   0.10 px,  70 %
-    features (SIFT, MAGSAC)  fails, 0 %        fails, 0 %      0.91 px,  90 %
-    features-ecc             fails, 30 %       fails, 4 %      0.09 px, 100 %
-
-The search and solver of steps 3-5 (grad-ecc/orient, the default; s/pair on one core):
-
-    ECC solver              RoadScene repeat       TNO repeat             synthetic error
-    ecc_align ("gn")        0.57 px, 87 %, 1.0 s   0.67 px, 80 %, 1.1 s   0.07 px, 100 %, 0.3 s
-    cv2 ("opencv")          0.59 px, 96 %, 1.1 s   0.64 px, 80 %, 1.4 s   (not run)
-    gn, finest level full   (same)                 0.69 px, 84 %, 1.6 s   (same)
-    gn + frame-band mask    0.57 px, 87 %, 1.0 s   0.67 px, 80 %, 1.1 s   0.07 px, 100 %, 0.3 s
-                            (TNO seed 5: 74 % -> 80 %; Bosnia and barbed_wire_1/2 recovered)
-    + hard step 6 (60 %)    0.56-0.67, 91 %, 1.1 s  0.58 px, 86 %, 1.4 s   0.06 px, 100 %, 0.4 s
-                            (TNO seed 5 0.59 px, 84 %, 1.3 s; seed 9 0.59 px, 70 %; RoadScene
-                            index % 10 == 3, seed 2: 0.64 px, 91 %, 1.0 s)
-    + weighted step 6       0.37 px, 91 %, 1.2 s   0.36 px, 90 %, 1.5 s   0.07 px, 100 %, 0.4 s
-      (the default)         (TNO seed 5 0.39 px, 92 %, 1.5 s; held out: TNO seed 9 0.43 px,
-                            82 %, 1.5 s; RoadScene index % 10 == 3, seed 2: 0.27 px, 86 %, 1.2 s)
-
-With edge_map's magnitude by np.sqrt (deterministic; see docs/calibration.md), the default
-run reads RoadScene 0.40 px, 91 %, 1.2 s and TNO 0.34 px, 92 %, 1.6 s; over eight TNO seeds
-353 / 400 (88 %), over the six held-out seeds 87.3 %, RoadScene five draws 100 / 111 (90 %).
-Two TNO scenes miss on nearly every seed: 2_men_in_front_of_house, whose VIS and LWIR were not
-taken at the same moment (the men stand elsewhere), and the DHV bench (noisy night VIS).
-
-(the "opencv" row was measured before ecc_align's no-data margin; one RoadScene pair is
-4.3 %, so the two solvers are level on these sets; "gn" is kept for its tested convergence.)
-
-Why: SIFT descriptors of VIS and LWIR rarely agree (too few consistent matches on real
-pairs); local ECC fails whenever the residual exceeds its few-px basin; plain gradient
-magnitude lets the strongest edges of one modality (which the other may lack) dominate, and
-normalising it helps, but only the doubled-angle channels tell a road marking from a kerb
-next to it.
+`estimate_auto(vis, ir)` aligns polarity-free structure maps ("orient": locally normalised
+gradient magnitude and the doubled gradient angle) in six steps: an initial guess, a coarse
+rotation x scale x translation search, affine ECC on the best candidates, homography ECC
+coarse to fine with `ecc_align`, and two last rounds weighted by local agreement.
+`stability()` re-estimates with part of the VIS frame left out (the self-check). What each
+step does, what was measured and what was rejected: docs/calibration.md.
 """
 from __future__ import annotations
 
@@ -96,18 +19,14 @@ from .geometry import Calibration, CalibrationError, apply, corner_error, corner
 from .score import alignment_score
 from .target import to_gray
 
-STRATEGIES = ("grad-ecc", "ecc-local", "features", "features-ecc")
-REPRESENTATIONS = ("orient", "grad-norm", "grad")
-ECC_SOLVERS = ("gn", "opencv")
+METHOD = "auto-grad-ecc"      # the `method` recorded in a calibration file it makes
 
 
 @dataclass
 class AutoConfig:
     """Settings of the automatic registration (defaults are the benchmarked ones)."""
 
-    strategy: str = "grad-ecc"        # one of STRATEGIES
     model: str = "homography"         # "homography" or "affine" (final ECC motion model)
-    ecc: str = "gn"                   # one of ECC_SOLVERS: "gn" = ecc_align() here, "opencv" = cv2's
     max_rotation_deg: float = 6.0     # coarse search half-range, degrees
     rotation_step_deg: float = 2.0    # coarse search step, degrees
     max_scale_change: float = 0.12    # coarse search half-range, relative (0.12 = +-12 %)
@@ -121,27 +40,19 @@ class AutoConfig:
     coarse_ecc: int = 24              # best distinct NCC candidates refined by affine ECC (coarsest level)
     candidates: int = 3               # best of those by ECC correlation, refined on the finer levels
     robust_rounds: int = 2            # step 6: last ECC rounds on the finest level weighted by local
-                                      # agreement (0 = off; needs ecc="gn", whose solver takes weights)
+                                      # agreement (0 = off)
     robust_power: float = 2.0         # weight = max(local correlation, 0) ** robust_power
     robust_window: int = 31           # px of the finest level, window of that local correlation
     robust_inset: float = 0.06        # share of the IR frame's width/height per side that step 6 leaves out
     sigma_px: float = 0.7             # gradient smoothing at every level, px of that level
-    representation: str = "orient"    # "grad" | "grad-norm" | "orient": what ECC aligns
     norm_sigma_px: float = 8.0        # px, neighbourhood for local gradient normalisation
     ecc_iters: int = 60               # ECC iterations per level (max); "gn" stops on its own
                                       # after ~10-20 (the corners move < 0.02 px)
     ecc_eps: float = 1e-5             # ECC stop when the correlation gains less than this
 
     def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise CalibrationError(f"auto: strategy must be one of {STRATEGIES}, got {self.strategy!r}")
-        if self.representation not in REPRESENTATIONS:
-            raise CalibrationError(f"auto: representation must be one of {REPRESENTATIONS}, "
-                                   f"got {self.representation!r}")
         if self.model not in ("homography", "affine"):
             raise CalibrationError(f"auto: model must be 'homography' or 'affine', got {self.model!r}")
-        if self.ecc not in ECC_SOLVERS:
-            raise CalibrationError(f"auto: ecc must be one of {ECC_SOLVERS}, got {self.ecc!r}")
         if self.coarse_ecc < 1 or self.candidates < 1 or self.peaks_per_map < 1:
             raise CalibrationError("auto: coarse_ecc, candidates and peaks_per_map must be >= 1")
         if self.robust_rounds < 0 or self.robust_power <= 0 or self.robust_window < 3 \
@@ -169,10 +80,8 @@ def _pyramid_sizes(size, long_side: int, short_side: int) -> list[tuple[int, int
     long_side and its short side >= short_side, then one level resized to the smallest size
     with both (unless the last halving is within 1.2x of it).
 
-    Why both bounds: RoadScene frames run from 1:1 to 3.7:1; a long side of 160 px alone left
-    a wide frame 43 px high, where the search failed (FLIR_06974). Why 160 px and not the
-    96 px of the first version: it came with the wider candidate search of step 3-4, and the
-    two together are what the module docstring's second table measures.
+    Both bounds: RoadScene frames run from 1:1 to 3.7:1, and a wide frame only 43 px high
+    leaves the search too little to match (docs/calibration.md).
     """
     def big_enough(w, h):
         return max(w, h) >= long_side and min(w, h) >= short_side
@@ -239,14 +148,10 @@ def ecc_align(template: np.ndarray, image: np.ndarray, warp: np.ndarray, iters: 
     coords, each pixel's weight in the correlation (a weighted ECC; None = all 1; step 6 of the
     module docstring). Each channel is centred on its own.
 
-    Why not cv2.findTransformECC: on weakly correlated cross-modal maps (correlation 0.15-0.4)
-    its iterates keep jumping by 1-2 px instead of settling. Measured on a RoadScene pair at
-    421x276: corner positions after 5/10/15/30 iterations were 1.3/0.8/1.9/0.9 px from the end
-    point, the correlation at 60 iterations (0.178) lower than at 10 (0.188), 11 ms/iteration.
-    Here, with the parameters in frame-centred coordinates scaled to +-1 (a well-conditioned
-    Gauss-Newton system in float64) and a step that is halved whenever the correlation would
-    fall, the same start settled within 0.1 px in 10 iterations at a higher correlation (0.190),
-    ~10 ms/iteration; it stops when the frame corners move < 0.02 px or the gain is < eps.
+    Parameters live in frame-centred coordinates scaled to +-1 (a well-conditioned Gauss-Newton
+    system in float64); a step that would lower the correlation is halved. It stops when the
+    frame corners move < 0.02 px or the gain is < eps. Why not cv2.findTransformECC, whose
+    iterates keep jumping on cross-modal maps: docs/calibration.md.
     """
     h, w = template.shape[:2]
     c = 1 if template.ndim == 2 else template.shape[2]
@@ -371,11 +276,10 @@ def ecc_align(template: np.ndarray, image: np.ndarray, warp: np.ndarray, iters: 
 def edge_map(img: np.ndarray, cfg: AutoConfig) -> np.ndarray:
     """Contrast-polarity-free structure map of one float32 gray level image.
 
-    "grad": gradient magnitude. "grad-norm": gradient magnitude divided by its local mean
-    (Gaussian, norm_sigma_px), so a faint VIS edge and a strong LWIR edge weigh the same.
-    "orient": 3 channels, normalised magnitude times (cos 2t, sin 2t) of the gradient angle t,
-    plus the normalised magnitude: doubled angles do not change when the contrast inverts.
-    Returns HxW or HxWx3 float32.
+    3 channels ("orient"): the gradient magnitude divided by its local mean (Gaussian,
+    norm_sigma_px, so a faint VIS edge and a strong LWIR edge weigh the same) times (cos 2t,
+    sin 2t) of the gradient angle t, plus that normalised magnitude: doubled angles do not
+    change when the contrast inverts. Returns HxWx3 float32.
     """
     g = cv2.GaussianBlur(img, (0, 0), cfg.sigma_px) if cfg.sigma_px > 0 else img
     dx = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3) * 0.125
@@ -384,11 +288,7 @@ def edge_map(img: np.ndarray, cfg: AutoConfig) -> np.ndarray:
     # where the buffers happen to sit in memory, so the same pair gave a (slightly) different
     # answer on a second call in the same process. numpy's sqrt is correctly rounded.
     mag = np.sqrt(dx * dx + dy * dy)
-    if cfg.representation == "grad":
-        return mag
     norm = mag / (cv2.GaussianBlur(mag, (0, 0), cfg.norm_sigma_px) + 1.0)
-    if cfg.representation == "grad-norm":
-        return norm
     inv = norm / (mag * mag + 1e-6)
     return np.dstack([(dx * dx - dy * dy) * inv, 2 * dx * dy * inv, norm]).astype(np.float32)
 
@@ -442,18 +342,8 @@ def _agreement_weight(warp_lv: np.ndarray, level, cfg: AutoConfig) -> np.ndarray
     c = correlation of the two maps in `robust_window` px windows under `warp_lv` (that level's
     IR px -> VIS px), and 0 in a margin of `robust_inset` of the frame along each side.
 
-    Why: plain ECC weighs every pixel, including regions that only one camera shows (LWIR hot
-    spots, VIS texture and noise) and, in scenes with depth, regions on other depth planes.
-    Those pull the finest-level optimum by a few px, and which way depends on which part of the
-    scene the VIS frame covers, so the answer was not repeatable. Weighting by local agreement
-    lets the part that agrees decide; the weights are in IR coords, which every VIS placement
-    shares, and the margin is IR frame that a VIS frame placed anywhere in the searched range
-    may not reach. Measured (bench/bench_registration.py --repeat, TNO seeds 0 / 5 as chosen,
-    seed 9 and RoadScene held out) in the module docstring: TNO 86 / 84 % -> 90 / 92 %, the
-    repeat median 0.55 -> 0.36 px. A hard mask of the best-agreeing 60 % (the previous step 6)
-    recovered 86 / 84 %; soft weights without the margin 92 / 82 %; with a 10 % margin 88 / 88 %;
-    power 1 or 4 (one round) 90 / 86 % and 84 / 84 %; one round instead of two 92 / 86 %; three
-    rounds 92 / 92 % but 1.6-1.7 s per pair (two keep the margin under 2 s).
+    Regions only one camera shows, and other depth planes, then no longer pull the optimum;
+    the weights are in IR coords, which every VIS placement shares (docs/calibration.md, step 5).
     """
     ve, re_, _ = level
     hi, wi = re_.shape[:2]
@@ -543,28 +433,6 @@ def _coarse_search(vis_e: np.ndarray, ir_e: np.ndarray, cfg: AutoConfig) -> list
     return [out[k] for k in kept]
 
 
-def _features(vis_e: np.ndarray, ir_e: np.ndarray) -> np.ndarray | None:
-    """SIFT on 8-bit edge maps; returns 3x3 ir->vis warp (ECC convention) or None."""
-    def u8(e):
-        e = e if e.ndim == 2 else e[..., -1]
-        return cv2.normalize(np.sqrt(e), None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
-    sift = cv2.SIFT_create(nfeatures=2000)
-    kv, dv = sift.detectAndCompute(u8(vis_e), None)
-    ki, di = sift.detectAndCompute(u8(ir_e), None)
-    if dv is None or di is None or len(kv) < 8 or len(ki) < 8:
-        return None
-    matches = cv2.BFMatcher(cv2.NORM_L2).knnMatch(di, dv, k=2)
-    good = [m[0] for m in matches if len(m) == 2 and m[0].distance < 0.8 * m[1].distance]
-    if len(good) < 8:
-        return None
-    src = np.float32([ki[m.queryIdx].pt for m in good])
-    dst = np.float32([kv[m.trainIdx].pt for m in good])
-    w, mask = cv2.findHomography(src, dst, cv2.USAC_MAGSAC, 3.0, maxIters=5000, confidence=0.999)
-    if w is None or mask is None or mask.sum() < 8:
-        return None
-    return w / w[2, 2]
-
-
 def estimate_auto(vis: np.ndarray, ir: np.ndarray, init: np.ndarray | None = None,
                   config: AutoConfig | None = None) -> Calibration:
     """Estimate ir_from_vis from one ordinary VIS/IR scene pair.
@@ -572,7 +440,7 @@ def estimate_auto(vis: np.ndarray, ir: np.ndarray, init: np.ndarray | None = Non
     vis: HxWx3 BGR or HxW uint8 (any size); ir: HxW uint8 (any size). init: optional 3x3
     ir_from_vis guess (default: stretch VIS frame onto IR frame). The residual around the guess
     may be up to ~8 % translation, ~5 deg rotation, ~10 % scale with the default search.
-    Returns a Calibration with method "auto-<strategy>"; rms_px is NaN (an area-based fit has
+    Returns a Calibration with method "auto-grad-ecc score=<score>"; rms_px is NaN (an area-based fit has
     no point residuals; the gradient-correlation score is appended to `method`).
     Raises CalibrationError when no alignment is found.
     """
@@ -607,7 +475,6 @@ def estimate_auto(vis: np.ndarray, ir: np.ndarray, init: np.ndarray | None = Non
         re_ = re_ * (im if re_.ndim == 2 else im[..., None])
         levels.append((ve, re_, vm))
     top = len(sizes) - 1
-    final_motion = cv2.MOTION_HOMOGRAPHY if cfg.model == "homography" else cv2.MOTION_AFFINE
 
     finest = 0
     while finest < top and sizes[finest][0] * sizes[finest][1] > cfg.fine_max_px:
@@ -619,18 +486,14 @@ def estimate_auto(vis: np.ndarray, ir: np.ndarray, init: np.ndarray | None = Non
 
         A level whose ECC fails or leaves the plausible range keeps the previous warp: ECC
         on cross-modal maps can run off to a degenerate warp that correlates a small area.
-        `weight`: per-pixel weights in IR coords of a single level (step 6; "gn" solver only).
+        `weight`: per-pixel weights in IR coords of a single level (step 6).
         """
         rho = -1.0
         for lv in range(first, last - 1, -1):
             ve, re_, vm = levels[lv]
             w_lv = _rescale(warp, scales[0], scales[lv])
-            motion = cv2.MOTION_AFFINE if (lv == top and cfg.strategy == "ecc-local") else final_motion
-            if cfg.ecc == "gn":
-                res = ecc_align(re_, ve, w_lv, cfg.ecc_iters, cfg.ecc_eps, vm,
-                                affine=motion == cv2.MOTION_AFFINE, weight=weight)
-            else:
-                res = _ecc(re_, ve, w_lv, motion, cfg.ecc_iters, cfg.ecc_eps, vm)
+            res = ecc_align(re_, ve, w_lv, cfg.ecc_iters, cfg.ecc_eps, vm, affine=cfg.model == "affine",
+                            weight=weight)
             if res is None:
                 continue
             cand = _rescale(res[1], scales[lv], scales[0])
@@ -639,54 +502,43 @@ def estimate_auto(vis: np.ndarray, ir: np.ndarray, init: np.ndarray | None = Non
         return rho, warp
 
     # warps are 3x3 at full resolution, IR coords -> vis0 coords (the ECC convention)
-    if cfg.strategy in ("features", "features-ecc"):
-        warp = _features(levels[0][0], levels[0][1])
-        if warp is None or not _plausible(warp, ir_size, cfg):
-            raise CalibrationError("auto: features: too few consistent SIFT matches between VIS and IR")
-        if cfg.strategy == "features-ecc":
-            _, warp = refine(warp, 0)
-    elif cfg.strategy == "grad-ecc":
-        ve, re_, vm = levels[top]
-        # Rank the coarse candidates by their correlation after affine ECC, not by the NCC of
-        # the search: on night scenes the NCC scores are flat (0.18-0.20 for the best dozen)
-        # and the right match sat at rank 7-40; after ECC it had the best correlation (e.g.
-        # FLIR_09378: 0.262 against 0.230). cv2's ECC here: it is cheap at this small level,
-        # and the finer levels settle what it leaves.
-        starts: list[tuple[float, np.ndarray]] = []
-        tol = 2.0 / scales[top][0, 0]
-        for _, w in _coarse_search(ve, re_, cfg):
-            res = _ecc(re_, ve, w, cv2.MOTION_AFFINE, cfg.ecc_iters, 1e-4, vm)
-            if res is None:
-                continue
-            full = _rescale(res[1], scales[top], scales[0])
-            # Candidates that converged to the same place (within 2 coarse px) count once.
-            if _plausible(full, ir_size, cfg) and all(
-                    corner_error(full, o, ir_size) > tol for _, o in starts):
-                starts.append((res[0], full))
-        if not starts:
-            raise CalibrationError("auto: no coarse candidate converged (images share too little structure)")
-        starts = sorted(starts, key=lambda r: -r[0])[: cfg.candidates]
-        # Keep the candidate with the best correlation one level above the finest: the coarse
-        # level's correlation still ranks wrong matches first on some pairs, and only the
-        # winner pays for the finest level.
-        pick = min(finest + 1, top)
-        if top - 1 >= pick:
-            _, warp = max((refine(w, top - 1, pick) for _, w in starts), key=lambda r: r[0])
-            done = pick
-        else:
-            _, warp = starts[0]
-            done = top
-        # The coarsest level only fitted an affine warp: the finest level always runs.
-        _, warp = refine(warp, done - 1 if done > finest else finest)
-        # Step 6: once or twice more on the finest level, each pixel weighted by how well the
-        # two maps agree around it under the warp found so far (ecc_align takes the weights).
-        for _ in range(cfg.robust_rounds if cfg.ecc == "gn" else 0):
-            wgt = _agreement_weight(_rescale(warp, scales[0], scales[finest]), levels[finest], cfg)
-            _, warp = refine(warp, finest, weight=wgt)
-    else:  # ecc-local
-        rho, warp = refine(np.eye(3), top)
-        if rho < -0.5:
-            raise CalibrationError("auto: ECC did not converge")
+    ve, re_, vm = levels[top]
+    # Rank the coarse candidates by their correlation after affine ECC, not by the NCC of
+    # the search: on night scenes the NCC scores are flat (0.18-0.20 for the best dozen)
+    # and the right match sat at rank 7-40; after ECC it had the best correlation (e.g.
+    # FLIR_09378: 0.262 against 0.230). cv2's ECC here: it is cheap at this small level,
+    # and the finer levels settle what it leaves.
+    starts: list[tuple[float, np.ndarray]] = []
+    tol = 2.0 / scales[top][0, 0]
+    for _, w in _coarse_search(ve, re_, cfg):
+        res = _ecc(re_, ve, w, cv2.MOTION_AFFINE, cfg.ecc_iters, 1e-4, vm)
+        if res is None:
+            continue
+        full = _rescale(res[1], scales[top], scales[0])
+        # Candidates that converged to the same place (within 2 coarse px) count once.
+        if _plausible(full, ir_size, cfg) and all(
+                corner_error(full, o, ir_size) > tol for _, o in starts):
+            starts.append((res[0], full))
+    if not starts:
+        raise CalibrationError("auto: no coarse candidate converged (images share too little structure)")
+    starts = sorted(starts, key=lambda r: -r[0])[: cfg.candidates]
+    # Keep the candidate with the best correlation one level above the finest: the coarse
+    # level's correlation still ranks wrong matches first on some pairs, and only the
+    # winner pays for the finest level.
+    pick = min(finest + 1, top)
+    if top - 1 >= pick:
+        _, warp = max((refine(w, top - 1, pick) for _, w in starts), key=lambda r: r[0])
+        done = pick
+    else:
+        _, warp = starts[0]
+        done = top
+    # The coarsest level only fitted an affine warp: the finest level always runs.
+    _, warp = refine(warp, done - 1 if done > finest else finest)
+    # Step 6: once or twice more on the finest level, each pixel weighted by how well the
+    # two maps agree around it under the warp found so far (ecc_align takes the weights).
+    for _ in range(cfg.robust_rounds):
+        wgt = _agreement_weight(_rescale(warp, scales[0], scales[finest]), levels[finest], cfg)
+        _, warp = refine(warp, finest, weight=wgt)
 
     residual = np.linalg.inv(warp)  # vis0 coords -> IR coords
     ir_from_vis = residual @ init
@@ -695,7 +547,7 @@ def estimate_auto(vis: np.ndarray, ir: np.ndarray, init: np.ndarray | None = Non
         ir_from_vis[2, :2] = 0.0
     score = alignment_score(ir_from_vis, vg, ig)
     return Calibration(ir_from_vis=ir_from_vis, vis_size=vis_size, ir_size=ir_size, model=cfg.model,
-                       rms_px=float("nan"), method=f"auto-{cfg.strategy} score={score:.3f}",
+                       rms_px=float("nan"), method=f"{METHOD} score={score:.3f}",
                        date=today())
 
 
@@ -736,5 +588,5 @@ def stability(vis: np.ndarray, ir: np.ndarray, calib: Calibration, init: np.ndar
     return out
 
 
-__all__ = ["AutoConfig", "ECC_SOLVERS", "REPRESENTATIONS", "STABLE_PX", "STRATEGIES", "ecc_align", "edge_map",
+__all__ = ["AutoConfig", "METHOD", "STABLE_PX", "ecc_align", "edge_map",
            "estimate_auto", "stability", "stretch", "valid_mask"]

@@ -1,22 +1,17 @@
 """The registration benchmark's same-content reference shows what the distorted VIS shows.
 
-bench/bench_registration.py --coverage compares the estimate on a distorted pair with the
+bench/bench_registration.py --coverage (calibration/distortion.py) compares the estimate on a distorted pair with the
 estimate on the undistorted pair cut to the same scene content; that comparison is only fair
 if the cut keeps exactly the part of the scene the distorted frame still shows.
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import cv2
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from bench_registration import random_homography, same_content  # noqa: E402
-
-from calib_synth import textured_scene  # noqa: E402
+from calib_synth import textured_scene
+from calibration.distortion import random_homography, same_content
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

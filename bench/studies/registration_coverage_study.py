@@ -1,6 +1,6 @@
 """Does the part of the scene a distortion crops away decide the registration's answer?
 
-    OMP_NUM_THREADS=1 python bench/registration_coverage_study.py \
+    OMP_NUM_THREADS=1 python bench/studies/registration_coverage_study.py \
         --scenes man_in_doorway Movie_12 2_men --seeds 0 5 9 13 21 33
 
 For TNO scenes (as in bench/bench_registration.py, with the same distortions) the method is
@@ -22,9 +22,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))     # bench/, for bench_registration
 
-from bench_registration import DATA, random_homography, same_content, set_seed, tno_pairs  # noqa: E402
+from bench_registration import DATA, set_seed, tno_pairs  # noqa: E402
+from calibration.distortion import random_homography, same_content  # noqa: E402
 from calibration.auto import estimate_auto  # noqa: E402
 from calibration.geometry import corner_error  # noqa: E402
 
