@@ -1,6 +1,6 @@
 """Fusion strategies on the test split's smoky pairs, through the evaluation's own code path.
 
-    python bench/fusion_test_check.py [--weights weights] [--strategies detail_soft detail_denoise]
+    python bench/studies/fusion_test_check.py [--weights weights] [--strategies detail_soft detail_denoise]
 
 On exactly the evaluation's smoky RoadScene test pairs (``smoky_test_pairs``: EVAL_SMOKE, seeds
 1000 + index), for the two baselines and LMFusion with each given strategy: Qabf and SSIM
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import numpy as np  # noqa: E402
 

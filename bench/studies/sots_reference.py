@@ -1,6 +1,6 @@
 """What Y-only dehazing would take on SOTS-indoor: reference corrections, no learning.
 
-    python bench/sots_reference.py
+    python bench/studies/sots_reference.py
 
 Prints the Y PSNR (dB, mean over the 50 staged pairs) of the hazy image, a percentile stretch,
 the dark channel prior on Y alone and on colour, and an *oracle* per-image gain and offset fitted
@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from lmfusion import data as D  # noqa: E402
 

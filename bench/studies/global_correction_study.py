@@ -1,6 +1,6 @@
 """How much smoke can one per-image gain and offset, predicted from image statistics, remove?
 
-    python bench/global_correction_study.py [--smokes 4] [--lam 1 10 100]
+    python bench/studies/global_correction_study.py [--smokes 4] [--lam 1 10 100]
 
 The question behind it: the shipped LMF gains +1.25 dB on the evaluation's synthetic smoke
 (RoadScene test split, `python -m lmfusion evaluate`), although an oracle per-image gain and
@@ -24,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from lmfusion import data as D  # noqa: E402
 from lmfusion.metrics import psnr  # noqa: E402

@@ -3,7 +3,7 @@
 Same budget (steps), same seed, same data stream, the paper's stage-2 recipe; only the optimizer
 changes. Logs validation loss against step and wall time, writes a plot and a Markdown report.
 
-    python bench/optimizer_study.py --init runs/stage1/model.safetensors --steps 200 --out docs/optimizer_study
+    python bench/studies/optimizer_study.py --init runs/stage1/model.safetensors --steps 200 --out docs/optimizer_study
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from lmfusion import data as D  # noqa: E402
 from lmfusion.train import Trainer, TrainConfig  # noqa: E402
@@ -90,7 +90,7 @@ def report(curves: dict[str, list[dict]], args, path: Path) -> None:
     lines = ["# Stage-2 optimizer study: piecewise vs Adam vs AdamW", "",
              f"Paper stage-2 recipe (`{args.config}`) at {args.batch} crops of {args.crop} px, {args.steps} steps each, same seed and data "
              f"stream, validation on {args.val_images} RoadScene test-split crops with fixed synthetic smoke "
-             "every %d steps. Command: `python bench/optimizer_study.py --steps %d --val-every %d`." % (args.val_every, args.steps, args.val_every),
+             "every %d steps. Command: `python bench/studies/optimizer_study.py --steps %d --val-every %d`." % (args.val_every, args.steps, args.val_every),
              "", "| optimizer | final val loss | best val loss | step of best | clear(smoky) dB | clear(clean) dB | s/step |",
              "|---|---|---|---|---|---|---|"]
     for arm, rows in curves.items():
