@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from pipeline.packet import Packet
-from stages.capture.source import CaptureError, FrameSource, MediaClock, check_modality
+from stages.capture.source import SYSTEM_CLOCK, CaptureError, FrameSource, HostClock, MediaClock, check_modality
 
 log = logging.getLogger(__name__)
 
@@ -71,13 +71,14 @@ class ImageFolderSource(FrameSource):
     Config = ImageFolderConfig
     kind = "folder"
 
-    def __init__(self, config: ImageFolderConfig) -> None:
+    def __init__(self, config: ImageFolderConfig, clock: HostClock = SYSTEM_CLOCK) -> None:
         check_modality(config.modality, "image_folder")
         if not config.fps > 0:
             raise CaptureError(f"image_folder: fps must be > 0, got {config.fps!r} (key 'fps')")
         if config.on_error not in ("raise", "skip"):
             raise CaptureError(f"image_folder: on_error must be 'raise' or 'skip', got {config.on_error!r}")
         self.config = config
+        self._host = clock
         self.files: list[str] = []
         self.frames = 0
         self.skipped = 0
@@ -86,7 +87,7 @@ class ImageFolderSource(FrameSource):
         self._done = False
 
     def start(self) -> None:
-        clock = MediaClock.starting_at(self.config.clock_origin_mono)     # before the (slow) listing
+        clock = MediaClock.starting_at(self.config.clock_origin_mono, self._host)   # before the (slow) listing
         self.files = list_images(self.config.path)
         if not self.files:
             raise CaptureError(f"image_folder: no images at {self.config.path!r} (key 'path'; a directory with "
@@ -117,8 +118,7 @@ class ImageFolderSource(FrameSource):
         return None
 
     def read(self, timeout_s: float) -> Packet | None:
-        if self._clock is None:
-            raise CaptureError("image_folder: read() before start()")
+        self._started(self._clock)
         cfg = self.config
         n = len(self.files)
         while not self._done:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 MODALITIES = ("vis", "ir")
 
@@ -39,12 +40,30 @@ class FrameSource:
         (`realtime`) too; others are lossless."""
         return bool(getattr(config, "realtime", False))
 
+    def _started(self, clock: "MediaClock | None") -> MediaClock:
+        """The media clock start() made; CaptureError naming the source when read() came first."""
+        if clock is None:
+            raise CaptureError(f"{type(self).__name__}: read() before start()")
+        return clock
+
 
 def check_modality(modality: str, where: str) -> str:
     """Return `modality` if it is "vis" or "ir", else raise CaptureError naming `where`."""
     if modality not in MODALITIES:
         raise CaptureError(f"{where}: modality must be one of {MODALITIES}, got {modality!r}")
     return modality
+
+
+@dataclass(frozen=True)
+class HostClock:
+    """The host clocks a source reads and waits on. Tests pass a fake one (time that moves only
+    when the source sleeps), so no test depends on how busy the machine is."""
+    mono: Callable[[], float] = time.monotonic
+    wall: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+
+
+SYSTEM_CLOCK = HostClock()
 
 
 @dataclass
@@ -56,20 +75,16 @@ class MediaClock:
 
     mono0: float
     wall0: float
+    host: HostClock = SYSTEM_CLOCK
 
     @classmethod
-    def now(cls) -> "MediaClock":
-        return cls(mono0=time.monotonic(), wall0=time.time())
-
-    @classmethod
-    def starting_at(cls, origin_mono: float | None) -> "MediaClock":
+    def starting_at(cls, origin_mono: float | None, host: HostClock = SYSTEM_CLOCK) -> "MediaClock":
         """Media time 0 at `origin_mono` (a time.monotonic() value, shared by processes on one host),
         or now if None. Giving a VIS and an IR source the same origin makes their timestamps agree
         exactly, however far apart their start() calls were."""
-        if origin_mono is None:
-            return cls.now()
-        m, w = time.monotonic(), time.time()
-        return cls(mono0=float(origin_mono), wall0=w - (m - float(origin_mono)))
+        m, w = host.mono(), host.wall()
+        origin = m if origin_mono is None else float(origin_mono)
+        return cls(mono0=origin, wall0=w - (m - origin), host=host)
 
     def stamp(self, media_s: float, live: bool = False) -> tuple[float, float]:
         """(t_mono, t_wall) of a frame `media_s` seconds after the first one. live: the frame is
@@ -82,8 +97,8 @@ class MediaClock:
 
     def wait_until(self, media_s: float, timeout_s: float) -> bool:
         """Sleep until `media_s` is due, at most `timeout_s`. True if it is due now."""
-        delay = self.mono0 + media_s - time.monotonic()
+        delay = self.mono0 + media_s - self.host.mono()
         if delay <= 0:
             return True
-        time.sleep(min(delay, max(timeout_s, 0.0)))
+        self.host.sleep(min(delay, max(timeout_s, 0.0)))
         return delay <= timeout_s

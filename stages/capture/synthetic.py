@@ -7,14 +7,13 @@ unpaced (every frame, as fast as the caller reads; for tests and benches).
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from common.synthetic_scene import IR_FPS, VIS_FPS, check_scene, render_ir, render_vis, world_of
 from pipeline.packet import Packet
-from stages.capture.source import CaptureError, FrameSource, MediaClock, check_modality
+from stages.capture.source import SYSTEM_CLOCK, CaptureError, FrameSource, HostClock, MediaClock, check_modality
 
 FFC_JUMP_COUNTS = 6            # 16-bit IR: counts added after every other simulated FFC (~0.1 K at 34 °C)
 
@@ -57,13 +56,14 @@ class SyntheticSource(FrameSource):
         """Paced: a live camera (late frames are dropped); unpaced: lossless."""
         return config.paced
 
-    def __init__(self, config: SyntheticConfig) -> None:
+    def __init__(self, config: SyntheticConfig, clock: HostClock = SYSTEM_CLOCK) -> None:
         check_modality(config.modality, "synthetic")
         try:
             check_scene(config.scene)
         except ValueError as e:
             raise CaptureError(str(e)) from None
         self.config = config
+        self._host = clock
         self.fps = float(config.fps or (VIS_FPS if config.modality == "vis" else IR_FPS))
         if self.fps <= 0:
             raise CaptureError(f"synthetic: fps must be > 0, got {config.fps!r}")
@@ -87,7 +87,7 @@ class SyntheticSource(FrameSource):
 
     def start(self) -> None:
         world_of(self.config.seed)        # build the world (~0.1 s) before the clock starts
-        self._clock = MediaClock.starting_at(self.config.clock_origin_mono)
+        self._clock = MediaClock.starting_at(self.config.clock_origin_mono, self._host)
 
     def frame_time(self, n: int) -> float:
         """Scene/capture time of frame n in seconds after start (nominal + jitter)."""
@@ -96,16 +96,16 @@ class SyntheticSource(FrameSource):
 
     def read(self, timeout_s: float) -> Packet | None:
         """Next frame packet, None if none is due within timeout_s, an eos packet once at the end."""
-        if self._clock is None:
-            raise CaptureError("synthetic: read() before start()")
+        self._started(self._clock)
         if self._done:
             return None
         cfg = self.config
         n = self._next
         if cfg.paced:
             # Live camera: the newest frame already due replaces any the reader missed.
-            due = int(math.floor((time.monotonic() - self._clock.mono0) * self.fps))
-            if due > n and self.frame_time(due) <= time.monotonic() - self._clock.mono0:
+            now = self._host.mono() - self._clock.mono0
+            due = int(math.floor(now * self.fps))
+            if due > n and self.frame_time(due) <= now:
                 self.drops += due - n
                 n = due
         if cfg.max_frames is not None and n >= cfg.max_frames:

@@ -16,7 +16,7 @@ import av
 import numpy as np
 
 from pipeline.packet import Packet
-from stages.capture.source import CaptureError, FrameSource, MediaClock, check_modality
+from stages.capture.source import SYSTEM_CLOCK, CaptureError, FrameSource, HostClock, MediaClock, check_modality
 
 
 @dataclass
@@ -38,9 +38,10 @@ class VideoFileSource(FrameSource):
     Config = VideoFileConfig
     kind = "file"
 
-    def __init__(self, config: VideoFileConfig) -> None:
+    def __init__(self, config: VideoFileConfig, clock: HostClock = SYSTEM_CLOCK) -> None:
         check_modality(config.modality, "video_file")
         self.config = config
+        self._host = clock
         self.frames = 0
         self._container = None
         self._frames_iter = None
@@ -54,7 +55,7 @@ class VideoFileSource(FrameSource):
 
     def start(self) -> None:
         # Clock first: the time spent opening must not shift this camera against the other one.
-        clock = MediaClock.starting_at(self.config.clock_origin_mono)
+        clock = MediaClock.starting_at(self.config.clock_origin_mono, self._host)
         self._open()
         self._clock = clock
 
@@ -86,8 +87,7 @@ class VideoFileSource(FrameSource):
             raise CaptureError(f"video_file: decoding {self.config.path!r} failed after {self.frames} frames: {e}") from e
 
     def read(self, timeout_s: float) -> Packet | None:
-        if self._clock is None:
-            raise CaptureError("video_file: read() before start()")
+        self._started(self._clock)
         if self._done:
             return None
         cfg = self.config

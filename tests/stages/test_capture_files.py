@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
+from fake_clock import FakeClock
 from stages.capture.image_folder import ImageFolderConfig, ImageFolderSource, natural_key
 from stages.capture.source import CaptureError
 from stages.capture.video_file import VideoFileConfig, VideoFileSource
@@ -72,11 +73,14 @@ def test_video_file_as_ir_is_gray_and_loops_with_increasing_time(tmp_path):
 
 def test_video_file_realtime_paces_by_pts(tmp_path):
     _write_video(tmp_path / "v.mp4", n=6)
-    src = VideoFileSource(VideoFileConfig(path=str(tmp_path / "v.mp4"), realtime=True))
+    clock = FakeClock()
+    src = VideoFileSource(VideoFileConfig(path=str(tmp_path / "v.mp4"), realtime=True), clock=clock.host())
     src.start()
-    t0 = time.monotonic()
+    t0 = clock.now
     packets = _drain(src, timeout_s=0.05)
-    assert len(packets) == 7 and 0.45 < time.monotonic() - t0 < 1.5
+    # 6 frames at 10 fps: the last one is due 0.5 s after the first; nothing comes early.
+    assert len(packets) == 7 and clock.now - t0 == pytest.approx(0.5, abs=1e-6)
+    assert [p.t_mono - t0 for p in packets[:-1]] == pytest.approx([n / 10 for n in range(6)], abs=1e-6)
 
 
 def test_video_file_errors_name_the_file(tmp_path):

@@ -5,9 +5,10 @@ import cv2
 import numpy as np
 import pytest
 
-from stages.capture.source import CaptureError
 from common.synthetic_scene import (IR_SIZE, TARGET_INNER_CORNERS, TRUE_IR_FROM_VIS, VIS_SIZE, render_pair,
                                     render_thermal_vis_coords, scene_objects, target_corners_vis)
+from fake_clock import FakeClock
+from stages.capture.source import CaptureError
 from stages.capture.synthetic import SyntheticConfig, SyntheticSource
 
 
@@ -132,28 +133,28 @@ def test_max_frames_then_eos_once():
 
 
 def test_paced_source_runs_in_real_time():
-    src = SyntheticSource(SyntheticConfig(modality="ir", paced=True, max_frames=6))
+    clock = FakeClock()
+    src = SyntheticSource(SyntheticConfig(modality="ir", paced=True, max_frames=6), clock=clock.host())
     src.start()
-    t0 = time.monotonic()
-    packets = []
-    while len(packets) < 7 and time.monotonic() - t0 < 5:
-        p = src.read(0.05)
-        if p is not None:
-            packets.append(p)
-    elapsed = time.monotonic() - t0
-    assert packets[-1].is_eos and len(packets) == 7
-    assert 0.45 < elapsed < 1.5                     # 6 frames at 10 fps: ~0.5-0.6 s
+    t0 = clock.now
+    packets = [p for p in (src.read(0.05) for _ in range(40)) if p is not None]
+    assert packets[-1].is_eos and len(packets) == 7 and src.drops == 0
+    # 6 frames at 10 fps: the 6th is due at 0.5 s (+- 4 ms jitter), and reading waited for each.
+    assert clock.now - t0 == pytest.approx(0.5, abs=0.005)
+    assert [p.t_mono - t0 for p in packets[:-1]] == pytest.approx([n / 10 for n in range(6)], abs=0.005)
     assert all(p.meta["clock"] == "capture" for p in packets[:-1])
 
 
 def test_paced_source_skips_stale_frames_and_counts_drops():
-    src = SyntheticSource(SyntheticConfig(modality="vis", paced=True))
+    clock = FakeClock()
+    src = SyntheticSource(SyntheticConfig(modality="vis", paced=True, jitter_ms=0), clock=clock.host())
     src.start()
-    src.read(1.0)
-    time.sleep(0.35)                                # a slow reader misses ~6 frames at 20 fps
+    t0 = clock.now
+    assert src.read(1.0).seq == 0
+    clock.now += 0.35                               # a slow reader misses 6 frames at 20 fps
     p = src.read(1.0)
-    assert src.drops >= 4
-    assert p.seq >= 5 and time.monotonic() - p.t_mono < 0.2     # the newest frame, not one 0.35 s old
+    assert (p.seq, src.drops) == (7, 6)             # the newest frame due (0.35 s), not frame 1
+    assert p.t_mono == pytest.approx(t0 + 0.35)
 
 
 def test_bad_config_is_a_clear_error():
