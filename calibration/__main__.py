@@ -21,6 +21,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from common.cli import run_command
+from common.synthetic_scene import render_pair
+
 from .geometry import CalibrationError, load
 
 
@@ -71,10 +74,6 @@ def cmd_points(args) -> int:
 
 def _synthetic_target_frames(n: int):
     """n frame pairs of the synthetic source's heated checkerboard (scene="target")."""
-    try:
-        from common.synthetic_scene import render_pair
-    except ImportError as e:
-        raise CalibrationError(f"target --synthetic: the synthetic source is not importable ({e})") from None
     times = np.linspace(0.0, 10.0, n) if n > 1 else [0.0]
     pairs = [render_pair(float(t), seed=0, scene="target") for t in times]
     return [p[0] for p in pairs], [p[1] for p in pairs]
@@ -192,11 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return args.fn(args)
-    except CalibrationError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_command(args.fn, args, (CalibrationError,))
 
 
 if __name__ == "__main__":

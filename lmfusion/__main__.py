@@ -13,6 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from common.cli import run_command
+
 from .errors import LMFusionError
 
 
@@ -58,11 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     from . import cli_commands  # fuse / clear / evaluate
     cli_commands.register(sub)
     args = ap.parse_args(argv)
-    try:
-        return args.fn(args)
-    except LMFusionError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return run_command(args.fn, args, (LMFusionError,))
 
 
 if __name__ == "__main__":

@@ -50,6 +50,11 @@ from typing import Literal
 import cv2
 import numpy as np
 
+import calibration
+from calibration import CalibrationError, estimate
+from calibration.auto import STABLE_PX, stability
+from calibration.online import OnlineRefiner, OnlineRefinerConfig
+from calibration.score import structure
 from pipeline.packet import Packet
 from thermal.camera import IrFrames
 
@@ -137,34 +142,6 @@ def resolve_calibration(cfg: RegistrationConfig, source_kinds: tuple[str, str], 
     return dataclasses.replace(cfg, calibration=cal, calibration_out=out)
 
 
-class _LocalCalibration:
-    """The subset of `calibration.Calibration` this stage needs, read from the shared YAML
-    format. Used only when the `calibration` package is not importable."""
-
-    def __init__(self, path: str):
-        import hashlib
-        import yaml
-        try:
-            d = yaml.safe_load(Path(path).read_text())
-            if d.get("version") != 1 or d.get("direction") != "ir_from_vis":
-                raise ValueError("expected version: 1 and direction: ir_from_vis")
-            self.ir_from_vis = np.asarray(d["ir_from_vis"], dtype=np.float64).reshape(3, 3)
-            self.vis_size = tuple(int(v) for v in d["vis_size"])
-            self.ir_size = tuple(int(v) for v in d["ir_size"])
-        except (OSError, KeyError, TypeError, ValueError, AttributeError) as e:
-            raise RegistrationError(f"calibration {path}: unreadable ({e})") from None
-        key = np.round(self.ir_from_vis, 9).tobytes() + repr((self.vis_size, self.ir_size)).encode()
-        self.id = hashlib.sha1(key).hexdigest()[:12]
-
-    def check_sizes(self, vis_size, ir_size) -> None:
-        if tuple(vis_size) != self.vis_size or tuple(ir_size) != self.ir_size:
-            raise RegistrationError(f"calibration is for vis {list(self.vis_size)} / ir {list(self.ir_size)} px "
-                                    f"but frames are vis {list(vis_size)} / ir {list(ir_size)}")
-
-    def warp(self, vis: np.ndarray) -> np.ndarray:
-        return cv2.warpPerspective(vis, self.ir_from_vis, self.ir_size, flags=cv2.INTER_LINEAR)
-
-
 class _RefineWorker:
     """One daemon thread that runs `OnlineRefiner.update()` on the pair it is handed.
 
@@ -174,7 +151,7 @@ class _RefineWorker:
     (~1 ms) and hands it over; while an estimate is running no new pair is taken (the caller
     skips that period), so refinement never costs more than one core-second per `every_s`
     (about 1-5 % of a core at the default 10 s). OpenCV's warps and ECC release the GIL, so
-    the frame path keeps running beside it (measured in tests/pipeline/test_registration_online.py).
+    the frame path keeps running beside it (measured in tests/stages/test_registration_online.py).
     """
 
     def __init__(self, refiner, done) -> None:
@@ -248,9 +225,6 @@ class _StartupEstimator:
         self.gate = gate
 
     def update(self, vis: np.ndarray, ir: np.ndarray, where: str) -> _Estimate:
-        from calibration import CalibrationError, estimate
-        from calibration.auto import STABLE_PX, stability
-        from calibration.score import structure
         energy, contrast = structure(vis)
         if energy < self.gate.min_gradient_energy or contrast < self.gate.min_contrast:
             return _Estimate(None, "structureless", where)
@@ -263,16 +237,11 @@ class _StartupEstimator:
 
 
 def load_calibration(path: str):
-    """The Calibration at `path`, via the calibration package when it exists."""
+    """The calibration.Calibration at `path` (one reader, so one file has one calibration_id)."""
     if not Path(path).is_file():
         raise RegistrationError(f"registration.calibration: file {path} not found (expected an ir_from_vis calibration YAML)")
     try:
-        import calibration
-        loader = calibration.load
-    except (ImportError, AttributeError):
-        return _LocalCalibration(path)
-    try:
-        return loader(path)
+        return calibration.load(path)
     except calibration.CalibrationError as e:
         raise RegistrationError(f"calibration {path}: {e}") from None
 
@@ -320,11 +289,6 @@ class RegistrationStage:
     def start(self) -> None:
         rc = self.config.online_refine
         if self.config.calibration in ("", ESTIMATE):
-            try:
-                import calibration  # noqa: F401
-            except ImportError:
-                raise RegistrationError("registration.calibration: auto needs the calibration package "
-                                        "(not importable here); name a calibration file") from None
             self._estimating = True
             self._estimator = _StartupEstimator(rc)
             if rc.background:
@@ -334,14 +298,10 @@ class RegistrationStage:
             return
         self._cal = load_calibration(self.config.calibration)
         if rc.enabled is True:
-            if isinstance(self._cal, _LocalCalibration):
-                raise RegistrationError("registration.online_refine.enabled: needs the calibration package "
-                                        "(not importable here)")
             self._start_refiner()
 
     def _start_refiner(self) -> None:
         rc = self.config.online_refine
-        from calibration.online import OnlineRefiner, OnlineRefinerConfig
         self._refiner = OnlineRefiner(OnlineRefinerConfig(
             margin=rc.margin, min_gradient_energy=rc.min_gradient_energy, min_contrast=rc.min_contrast,
             max_shift_px=rc.max_shift_px), self._cal)

@@ -98,10 +98,7 @@ def test_target_not_found_is_a_clear_error():
 
 
 def test_demo_calibration_matches_synthetic_truth():
-    try:
-        from common.synthetic_scene import IR_SIZE as S_IR, TRUE_IR_FROM_VIS, VIS_SIZE as S_VIS
-    except ImportError as e:
-        pytest.skip(f"the synthetic source (stages/capture/synthetic.py) is not importable: {e}")
+    from common.synthetic_scene import IR_SIZE as S_IR, TRUE_IR_FROM_VIS, VIS_SIZE as S_VIS
     cal = calibration.load(REPO / "configs" / "calibration" / "demo.yaml", vis_size=S_VIS, ir_size=S_IR)
     assert corner_error(cal.ir_from_vis, np.asarray(TRUE_IR_FROM_VIS), S_VIS) < 0.5
     assert cal.method.startswith("target-") and cal.rms_px < 0.5
