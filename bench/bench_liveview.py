@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import shlex
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,12 +25,9 @@ import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from pipeline.transport import free_loopback_port  # noqa: E402
 
 
 class Viewer(threading.Thread):
@@ -59,7 +55,7 @@ class Viewer(threading.Thread):
 
 
 def one_run(duration: float, viewer: bool, extra: list[str], view_fps: float) -> dict:
-    port = free_port()
+    port = free_loopback_port()
     with tempfile.TemporaryDirectory() as tmp:
         summary = Path(tmp) / "summary.json"
         cmd = [sys.executable, str(REPO / "run_stream.py"), "--quiet", "--duration", str(duration),

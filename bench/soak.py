@@ -52,6 +52,7 @@ sys.path.insert(0, str(REPO))
 sys.path.append(str(REPO / "tests"))     # the RTSP test server's wrapper (appended: never shadows a package)
 
 from pipeline.codec import decode  # noqa: E402
+from pipeline.transport import free_loopback_port  # noqa: E402
 
 WARMUP_S = 300.0            # the "first 5 minutes" the criteria compare against
 LAT_WINDOW_S = 60.0         # latency percentiles are taken over this trailing window
@@ -59,13 +60,6 @@ RSS_GROWTH_MB = 20.0
 FDS_RANGE = 4               # a reconnect in progress briefly holds a socket or two
 P99_FACTOR = 2.0
 RECOVERY_S = 3.0
-
-
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # -- the detector feed: latency of every fused frame --------------------------------------------
@@ -171,7 +165,7 @@ def start_cameras(tmp: Path):
     vis, ir = render_pair(2.0, seed=0, smoke=0.5)
     cv2.imwrite(str(tmp / "vis.png"), vis)
     cv2.imwrite(str(tmp / "ir.png"), ir)
-    servers = (RtspTestServer(free_port(), scene=tmp), RtspTestServer(free_port(), scene=tmp))
+    servers = (RtspTestServer(free_loopback_port(), scene=tmp), RtspTestServer(free_loopback_port(), scene=tmp))
     for s in servers:
         s.start()
     return servers
@@ -226,7 +220,7 @@ def main(argv=None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="soak-"))
     skipped = 0
     feed_ep = f"ipc://{tmp}/feed.sock"
-    http_port = free_port()
+    http_port = free_loopback_port()
     metrics_url = f"http://127.0.0.1:{http_port}/metrics"
     cams = start_cameras(tmp) if args.source == "rtsp" else None
     feed = FeedWatch(feed_ep)

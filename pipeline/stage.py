@@ -26,58 +26,41 @@ from pipeline.packet import Packet
 
 
 @runtime_checkable
-class Source(Protocol):
-    """A camera, a file, a folder, a generator: turns a medium into frame packets."""
-    Config: ClassVar[type]
-    inputs: ClassVar[tuple[str, ...]]     # always ()
-    outputs: ClassVar[tuple[str, ...]]
-    config: Any
+class Node(Protocol):
+    """What every source, stage and sink declares and does."""
+    Config: ClassVar[type]                # the *Config dataclass of its section
+    inputs: ClassVar[tuple[str, ...]]     # input port names (sources: ())
+    outputs: ClassVar[tuple[str, ...]]    # output port names (sinks: ())
 
     def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def stats(self) -> dict: ...
+
+
+@runtime_checkable
+class Source(Node, Protocol):
+    """A camera, a file, a folder, a generator: turns a medium into frame packets."""
 
     def read(self, timeout_s: float) -> Packet | None:
         """The next packet; None if none came within timeout_s; an eos packet once at the end."""
 
-    def stop(self) -> None: ...
 
-    def stats(self) -> dict: ...
+@runtime_checkable
+class Sink(Node, Protocol):
+    """Packets in: process() consumes one and returns [] (a recorder, an image dump)."""
+
+    def process(self, packet: Packet) -> list[Packet]: ...
+
+    def finish(self) -> list[Packet]:
+        """End of stream: flush, and return what is still held (a sink: [])."""
 
 
 @runtime_checkable
-class Stage(Protocol):
-    """Packets in, packets out. `batched` stages also have process_batch(packets) -> list."""
-    Config: ClassVar[type]
-    inputs: ClassVar[tuple[str, ...]]
-    outputs: ClassVar[tuple[str, ...]]
+class Stage(Sink, Protocol):
+    """Packets in, packets out. A `batched` stage also has process_batch(packets) -> list."""
     batched: ClassVar[bool]
-
-    def start(self) -> None: ...
-
-    def process(self, packet: Packet) -> list[Packet]: ...
-
-    def finish(self) -> list[Packet]: ...
-
-    def stop(self) -> None: ...
-
-    def stats(self) -> dict: ...
-
-
-@runtime_checkable
-class Sink(Protocol):
-    """A stage with no outputs (recorder, image dump): process() consumes and returns []."""
-    Config: ClassVar[type]
-    inputs: ClassVar[tuple[str, ...]]
-    outputs: ClassVar[tuple[str, ...]]   # always ()
-
-    def start(self) -> None: ...
-
-    def process(self, packet: Packet) -> list[Packet]: ...
-
-    def finish(self) -> list[Packet]: ...
-
-    def stop(self) -> None: ...
-
-    def stats(self) -> dict: ...
 
 
 def role_of(cls: type) -> str:

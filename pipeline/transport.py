@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -80,6 +81,13 @@ class Endpoint:
 
 
 GRAMMAR = "<push|pull|pub|sub>+<bind|connect>:<ipc|tcp|inproc>://<address>"
+
+
+def free_loopback_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (benches and tests bind it next)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def parse_endpoint(text: str, allow_public_bind: bool = False) -> Endpoint:

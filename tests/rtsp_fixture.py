@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import functools
 import os
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+
+from pipeline.transport import free_loopback_port
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 SERVER = Path(__file__).resolve().parent / "rtsp_server.py"
@@ -48,12 +49,6 @@ def rtsp_unavailable_reason() -> str | None:
         return (f"{SYSTEM_PYTHON} cannot import gi/GstRtspServer or x264enc ({last}); install "
                 "gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-ugly gstreamer1.0-plugins-good python3-gi")
     return None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class RtspTestServer:
@@ -121,7 +116,7 @@ def rtsp_server():
     reason = rtsp_unavailable_reason()
     if reason:
         pytest.skip(reason)
-    server = RtspTestServer(free_port())
+    server = RtspTestServer(free_loopback_port())
     server.start()
     try:
         yield server
@@ -142,7 +137,7 @@ def rtsp_scene_server(tmp_path_factory):
     vis, ir = render_pair(2.0, seed=0, smoke=0.0)
     cv2.imwrite(str(scene / "vis.png"), vis)
     cv2.imwrite(str(scene / "ir.png"), ir)
-    server = RtspTestServer(free_port(), scene=scene)
+    server = RtspTestServer(free_loopback_port(), scene=scene)
     server.start()
     try:
         yield server

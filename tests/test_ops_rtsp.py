@@ -21,7 +21,8 @@ sys.path.insert(0, str(HERE / "pipeline"))
 sys.path.insert(0, str(REPO))
 
 from rtsp_fixture import RTSP_PASSWORD, rtsp_server  # noqa: E402,F401  (registers the fixture)
-from test_ops import stop_run, free_port, get, wait_for  # noqa: E402
+from pipeline.transport import free_loopback_port  # noqa: E402
+from test_ops import get, stop_run, wait_for  # noqa: E402
 from test_run_stream import write_calibration  # noqa: E402
 
 OUTAGE_S = 2.5
@@ -34,7 +35,7 @@ def health(base: str) -> tuple[int, dict]:
 
 @pytest.mark.rtsp
 def test_health_turns_503_naming_the_camera_during_an_rtsp_outage_and_recovers(rtsp_server, tmp_path):
-    port = free_port()
+    port = free_loopback_port()
     base = f"http://127.0.0.1:{port}"
     cmd = [sys.executable, str(REPO / "run_stream.py"), "--quiet", "--fuser", "laplacian", "--duration", "0",
            "--vis", rtsp_server.url("/vis"), "--ir", rtsp_server.url("/ir"),

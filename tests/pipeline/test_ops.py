@@ -4,7 +4,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from calibration_files import write_calibration
 from pipeline.ops import evaluate_health, transmission_prior
 from pipeline.packet import Packet
 from pipeline.runner import RestartBudget
-from pipeline.transport import PacketSender, parse_endpoint
+from pipeline.transport import PacketSender, free_loopback_port, parse_endpoint
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -120,12 +119,6 @@ def test_transmission_prior_sees_haze_where_contrast_is_gone():
 
 
 # -- a real run ------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def get(url: str, timeout: float = 10.0) -> tuple[int, bytes]:
     """(status, body); (0, b"") while nothing listens yet."""
     try:
@@ -167,7 +160,7 @@ def wait_for(cond, timeout_s: float, what: str, step_s: float = 0.2):
 def live_run(tmp_path_factory):
     """run_stream.py --http on the demo (laplacian fuser), until the module's tests are done."""
     tmp = tmp_path_factory.mktemp("ops")
-    port = free_port()
+    port = free_loopback_port()
     cmd = [sys.executable, str(REPO / "run_stream.py"), "--quiet", "--duration", "0", "--fuser", "laplacian",
            "--http", f"127.0.0.1:{port}", "--output", str(tmp / "rec"),
            "--calibration", str(write_calibration(tmp / "cal.yaml")),

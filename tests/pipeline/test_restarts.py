@@ -12,13 +12,14 @@ from pathlib import Path
 import av
 
 from calibration_files import write_calibration
-from test_ops import stop_run, free_port, frames_total, get, wait_for
+from pipeline.transport import free_loopback_port
+from test_ops import frames_total, get, stop_run, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def start_run(tmp: Path, *extra: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
+    port = free_loopback_port()
     cmd = [sys.executable, str(REPO / "run_stream.py"), "--quiet", "--fuser", "laplacian",
            "--http", f"127.0.0.1:{port}", "--output", str(tmp / "rec"), "--summary-json", str(tmp / "summary.json"),
            "--calibration", str(write_calibration(tmp / "cal.yaml")), "--set", "detector_feed.enabled=false",
