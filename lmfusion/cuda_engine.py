@@ -28,7 +28,7 @@ from typing import Any, Hashable, Protocol
 import numpy as np
 import torch
 
-from .engines import check_device
+from .device import check_device
 from .errors import InputError, LMFusionError
 from .networks import LMFusionNet, STRATEGIES
 

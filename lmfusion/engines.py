@@ -12,19 +12,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .device import check_device
 from .errors import LMFusionError
 from .networks import LMFusionNet, STRATEGIES, clear_weight, soft_weight
-
-
-def check_device(device: str, precision: str) -> None:
-    """One-line errors for a CUDA device that is absent or fp16 asked for on the CPU."""
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise LMFusionError(f"device {device!r}: CUDA is not available on this machine "
-                            f"(torch {torch.__version__}); use device='cpu'")
-    if precision not in ("fp32", "fp16"):
-        raise LMFusionError(f"precision {precision!r}: expected 'fp32' or 'fp16'")
-    if precision == "fp16" and not device.startswith("cuda"):
-        raise LMFusionError("precision 'fp16' needs device='cuda' (CPU inference runs in fp32)")
 
 
 class TorchEngine:
