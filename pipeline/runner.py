@@ -150,26 +150,26 @@ class _Node:
         # A node that said "done" is exiting on its own; do not signal it on its way out.
         return self.poll() is None and not self.done_msg
 
-    def _tell(self, sig: signal.Signals, *events: threading.Event) -> None:
-        """A signal to the worker process, or the same flags set on the worker thread."""
+    def _tell(self, sig: signal.Signals, *flags: str) -> None:
+        """A signal to the worker process, or the same flags (attribute names) set on the worker thread."""
         if self.mode == "process":
             if self._signalable():
                 self.proc.send_signal(sig)
         else:
-            for e in events:
-                e.set()
+            for name in flags:
+                getattr(self, name).set()
 
     def go(self) -> None:
-        self._tell(signal.SIGUSR1, self.go_evt)
+        self._tell(signal.SIGUSR1, "go_evt")
 
     def stop(self) -> None:
         self.stop_sent = True
-        self._tell(signal.SIGTERM, self.stop_evt)
+        self._tell(signal.SIGTERM, "stop_evt")
 
     def hurry(self) -> None:
         """Stop now: no waiting for end-of-stream (stop() still runs, so sinks finalise)."""
         self.stop_sent = True
-        self._tell(signal.SIGUSR2, self.hurry_evt, self.stop_evt)
+        self._tell(signal.SIGUSR2, "hurry_evt", "stop_evt")
 
     def kill(self) -> None:
         if self.mode == "process" and self.poll() is None:
