@@ -252,7 +252,7 @@ def validate(data: dict, where: str, registry: tuple[NodeType, ...]) -> GraphCon
         except EndpointError:
             raise ConfigError(f"{where}: http.listen: {http.listen!r} is not a loopback address; the metrics and "
                               f"live view would be open to the network: use 127.0.0.1:PORT or set "
-                              f"pipeline.allow_public_bind") from None
+                              f"pipeline.allow_public_bind: true") from None
     try:
         if feed.enabled:
             parse_endpoint(feed.endpoint, pipeline.allow_public_bind)

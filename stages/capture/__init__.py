@@ -64,17 +64,20 @@ def source_config(url: str, modality: str | None = None, *, where: str = "",
     """The checked *Config for a URL or path; `options` are further fields of that config (typed
     values, as from YAML). Errors (`error`, one line) name `where` and the key."""
     cls = source_class(url)
-    where = where or f"open_source({mask_url(url)})"
+    where = where or "open_source"
     named = _url_fields(url, cls)
-    parsed = to_dict(build(cls.Config, {k: v for k, v in named.items() if k != "modality"}, where,
-                           error=error, text=True))
+    try:
+        parsed = to_dict(build(cls.Config, {k: v for k, v in named.items() if k != "modality"}, "",
+                               error=error, text=True))
+    except error as e:     # an option in the URL itself (synthetic://ir?seed=3)
+        raise error(f"{where}.url: {mask_url(url)}: {str(e).lstrip('.: ')}") from None
     fields = {**{k: parsed[k] for k in named if k != "modality"}, **options}
     if "modality" in named:
         fields.setdefault("modality", named["modality"])
     if modality is not None:
         fields["modality"] = modality
     if "modality" not in fields:
-        raise error(f"{where}: needs a modality ('vis' or 'ir')")
+        raise error(f"{where}: {mask_url(url)!r} needs a modality ('vis' or 'ir')")
     return build(cls.Config, fields, where, error=error)
 
 

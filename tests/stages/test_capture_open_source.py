@@ -26,9 +26,9 @@ def test_kinds_by_scheme_and_path(tmp_path):
 
 def test_errors_name_the_problem_and_mask_passwords():
     # One schema for URL options and config keys (common.schema): the same one-line errors.
-    with pytest.raises(CaptureError, match=r"^open_source\(synthetic://ir\?sed=3\)\.sed: unknown key \(expected one of: modality, seed"):
+    with pytest.raises(CaptureError, match=r"^open_source\.url: synthetic://ir\?sed=3: sed: unknown key \(expected one of: modality, seed"):
         open_source("synthetic://ir?sed=3")
-    with pytest.raises(CaptureError, match=r"\.paced: expected true or false, got 'maybe'"):
+    with pytest.raises(CaptureError, match=r"^open_source\.url: synthetic://vis\?paced=maybe: paced: expected true or false, got 'maybe'"):
         open_source("synthetic://vis?paced=maybe")
     with pytest.raises(CaptureError, match=r"rtsp://u:\*\*\*@cam/x.*needs a modality") as e:
         open_source("rtsp://u:secretpw@cam/x")
