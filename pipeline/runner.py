@@ -372,71 +372,87 @@ class Runner:
                 if n.spec["role"] == "source":
                     (n.stop if self.phase != "running" else n.go)()
 
-    def _supervise(self, nodes: dict[str, _Node], control: zmq.Socket) -> tuple[int, str, float]:
-        def sources() -> list[_Node]:
-            return [n for n in nodes.values() if n.spec["role"] == "source"]
-
-        failure: str | None = None
-        reported: dict[str, str] = {}   # restartable node -> the error it sent before exiting
-
-        def check_failures(msgs: list[dict]) -> str | None:
-            for m in msgs:
-                if m.get("type") == "error":
-                    if m.get("node") in nodes and self._restartable(m["node"], nodes) and m.get("restart") is not False:
-                        reported[m["node"]] = m.get("reason", "unknown error")   # restarted once it exits
-                        continue
-                    return f"stage {m['node']} failed: {m.get('reason', 'unknown error')}"
-            for n in list(nodes.values()):
-                rc = n.poll()
-                if rc in (None, 0) or n.name in self._pending_restart:
+    def _failure(self, nodes: dict[str, _Node], control: zmq.Socket, msgs: list[dict]) -> str | None:
+        """The one-line reason the run fails, from error messages and ended nodes; None if none.
+        A restartable node's failure schedules its restart instead, while the budget lasts."""
+        for m in msgs:
+            if m.get("type") == "error":
+                if m.get("node") in nodes and self._restartable(m["node"], nodes) and m.get("restart") is not False:
+                    self._reported[m["node"]] = m.get("reason", "unknown error")   # restarted once it exits
                     continue
-                why = reported.pop(n.name, None)
-                if why is None:
-                    # Give its error message a moment to arrive; it says more than an exit code.
-                    for m in self._drain_control(control, nodes, 0.3):
-                        if m.get("type") == "error" and m.get("node") == n.name:
-                            why = m.get("reason")
-                if why is None:
-                    why = f"process ended ({f'killed by signal {-rc}' if rc < 0 else f'exit status {rc}'})"
-                if self._restartable(n.name, nodes):
-                    delay = self.restart.take(n.name)
-                    if delay is not None:
-                        log.warning("stage %s failed: %s; restarting it in %.1f s", n.name, why, delay)
-                        self._pending_restart = {**self._pending_restart, n.name: time.monotonic() + delay}
-                        continue
-                    return (f"stage {n.name} failed: {why} (restart budget used up: {self.restart.max} "
-                            f"restarts within {self.restart.window_s:g}s)")
-                return f"stage {n.name} failed: {why}"
-            return None
+                return f"stage {m['node']} failed: {m.get('reason', 'unknown error')}"
+        for n in list(nodes.values()):
+            rc = n.poll()
+            if rc in (None, 0) or n.name in self._pending_restart:
+                continue
+            why = self._reported.pop(n.name, None)
+            if why is None:
+                # Give its error message a moment to arrive; it says more than an exit code.
+                for m in self._drain_control(control, nodes, 0.3):
+                    if m.get("type") == "error" and m.get("node") == n.name:
+                        why = m.get("reason")
+            if why is None:
+                why = f"process ended ({f'killed by signal {-rc}' if rc < 0 else f'exit status {rc}'})"
+            if self._restartable(n.name, nodes):
+                delay = self.restart.take(n.name)
+                if delay is not None:
+                    log.warning("stage %s failed: %s; restarting it in %.1f s", n.name, why, delay)
+                    self._pending_restart = {**self._pending_restart, n.name: time.monotonic() + delay}
+                    continue
+                return (f"stage {n.name} failed: {why} (restart budget used up: {self.restart.max} "
+                        f"restarts within {self.restart.window_s:g}s)")
+            return f"stage {n.name} failed: {why}"
+        return None
 
-        # 1. every node up and ready (sources not yet reading)
+    def _await_ready(self, nodes: dict[str, _Node], control: zmq.Socket) -> tuple[int, str] | None:
+        """Wait until every node is up and ready (sources not yet reading); (exit code, reason)
+        when the run ends before that (a failure, a stop request, the startup timeout)."""
         deadline = time.monotonic() + self.startup_timeout_s
         while not all(n.ready for n in nodes.values()):
-            failure = check_failures(self._drain_control(control, nodes, 0.1))
+            failure = self._failure(nodes, control, self._drain_control(control, nodes, 0.1))
             if failure:
-                return 1, failure, time.monotonic()
+                return 1, failure
             if self._signal:
-                return 0, "", time.monotonic()
+                return 0, ""
             if time.monotonic() > deadline:
                 late = [n.name for n in nodes.values() if not n.ready]
-                return 1, f"startup timed out after {self.startup_timeout_s:.0f}s waiting for {', '.join(late)}", time.monotonic()
-        # 2. go: every source starts its clock at the same instant (CLOCK_MONOTONIC is host-wide),
+                return 1, f"startup timed out after {self.startup_timeout_s:.0f}s waiting for {', '.join(late)}"
+        return None
+
+    def _begin_stop(self, nodes: dict[str, _Node], why: str) -> None:
+        """The one shutdown path: the sources are told to stop and send end-of-stream."""
+        log.info("stopping: %s", why)
+        self.phase = "stopping"
+        sources = [n for n in nodes.values() if n.spec["role"] == "source"]
+        for n in sources:
+            if not getattr(n, "restarted", False) or getattr(n, "released", False):
+                n.stop()     # a restarted source not yet ready is stopped once it is
+        if not sources:      # --only without sources: drain our own nodes
+            for n in nodes.values():
+                n.stop()
+
+    def _supervise(self, nodes: dict[str, _Node], control: zmq.Socket) -> tuple[int, str, float]:
+        self._reported: dict[str, str] = {}   # restartable node -> the error it sent before exiting
+        early = self._await_ready(nodes, control)
+        if early is not None:
+            return (*early, time.monotonic())
+        # Go: every source starts its clock at the same instant (CLOCK_MONOTONIC is host-wide),
         # a moment from now, so a busy CPU delivering the signal late does not skew the cameras.
         t0 = time.monotonic() + GO_LEAD_S
         Path(self._go_file).write_text(repr(t0))
         self.go_at = t0
-        for n in sources():
-            n.go()
+        for n in nodes.values():
+            if n.spec["role"] == "source":
+                n.go()
         self.phase = "running"
         last_status = t0
         stopping_since: float | None = None
         hurried_since: float | None = None
-        killed: list[str] = []
         forced: list[str] = []
         while True:
             msgs = self._drain_control(control, nodes, 0.1)
             now = time.monotonic()
-            failure = check_failures(msgs)
+            failure = self._failure(nodes, control, msgs)
             if failure:
                 return 1, failure, t0
             if stopping_since is None:
@@ -446,15 +462,8 @@ class Runner:
                 if any(m.get("type") == "limit" for m in msgs):
                     why = "max frames reached"
                 if why:
-                    log.info("stopping: %s", why)
                     stopping_since = now
-                    self.phase = "stopping"
-                    for n in sources():
-                        if not getattr(n, "restarted", False) or getattr(n, "released", False):
-                            n.stop()     # a restarted source not yet ready is stopped once it is
-                    if not sources():    # --only without sources: drain our own nodes
-                        for n in nodes.values():
-                            n.stop()
+                    self._begin_stop(nodes, why)
             self._restart_due(nodes, now)
             if self._hurry and stopping_since is not None:
                 self._hurry = False
@@ -463,17 +472,18 @@ class Runner:
                 for n in nodes.values():
                     if n.poll() is None:
                         n.hurry()
-            if hurried_since is not None and now - hurried_since > HURRY_KILL_S and not killed:
+            if hurried_since is not None and now - hurried_since > HURRY_KILL_S:
                 killed = [n.name for n in nodes.values() if n.poll() is None]
                 for n in nodes.values():
                     n.kill()
                 if killed:
                     return 1, f"shutdown: {', '.join(killed)} did not stop within {HURRY_KILL_S:g}s " \
                               f"of the second stop request and were killed", t0
+                hurried_since = None
             if all(n.poll() is not None for n in nodes.values()) and not self._pending_restart:
                 # Every node ended by itself or drained; collect their last words.
                 self._drain_control(control, nodes, 0.2)
-                failure = check_failures([])
+                failure = self._failure(nodes, control, [])
                 if failure:
                     return 1, failure, t0
                 if forced:
