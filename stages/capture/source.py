@@ -58,9 +58,10 @@ def check_modality(modality: str, where: str) -> str:
 class HostClock:
     """The host clocks a source reads and waits on. Tests pass a fake one (time that moves only
     when the source sleeps), so no test depends on how busy the machine is."""
-    mono: Callable[[], float] = time.monotonic
-    wall: Callable[[], float] = time.time
-    sleep: Callable[[float], None] = time.sleep
+    # looked up at each call, so a test that replaces time.time (a wall-clock step) reaches every source
+    mono: Callable[[], float] = lambda: time.monotonic()
+    wall: Callable[[], float] = lambda: time.time()
+    sleep: Callable[[float], None] = lambda s: time.sleep(s)
 
 
 SYSTEM_CLOCK = HostClock()
@@ -92,7 +93,7 @@ class MediaClock:
         it when it is stepped; otherwise it is the first frame's wall time plus media_s."""
         t_mono = self.mono0 + media_s
         if live:
-            return t_mono, time.time() - (time.monotonic() - t_mono)
+            return t_mono, self.host.wall() - (self.host.mono() - t_mono)
         return t_mono, self.wall0 + media_s
 
     def wait_until(self, media_s: float, timeout_s: float) -> bool:

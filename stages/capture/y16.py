@@ -130,7 +130,7 @@ class Y16Source(FrameSource):
             self._thread = threading.Thread(target=self._pump, name="y16-device", daemon=True)
             self._thread.start()
         else:
-            self._clock = MediaClock.now()
+            self._clock = MediaClock.starting_at(None)
 
     def stop(self) -> None:
         self._stop.set()

@@ -106,7 +106,7 @@ def test_raw_y16_counts_go_through_the_pipeline_to_temperatures_on_the_feed(tmp_
     import zmq
 
     from pipeline.codec import decode
-    from stages.capture.synthetic import render_vis
+    from common.synthetic_scene import render_vis
     from thermal.scene import PLANCK, fire_truth, render_ir_counts
     n = 20
     (tmp_path / "ir.y16").write_bytes(b"".join(render_ir_counts(k / 10, smoke=0.0, frame=k).tobytes() for k in range(n)))

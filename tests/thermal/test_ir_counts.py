@@ -12,10 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from app.registry import load
+from common.schema import build
+from common.synthetic_scene import TRUE_IR_FROM_VIS, scene_objects
 from pipeline.config import ConfigError
-from pipeline.graph import load_graph_config
 from pipeline.packet import Packet
-from stages.capture.synthetic import TRUE_IR_FROM_VIS, SyntheticConfig, SyntheticSource, scene_objects
+from stages.capture.synthetic import SyntheticConfig, SyntheticSource
 from stages.registration import DEMO_CALIBRATION, RegistrationConfig, RegistrationStage
 from thermal.agc import AgcConfig
 from thermal.camera import IrCamera, IrCameraError, IrCameraSource
@@ -43,12 +45,12 @@ def cameras(seconds: float, smoke: float = 0.0, **ir_options):
 
 
 def register(frames, **config):
-    st = RegistrationStage(RegistrationConfig(calibration=str(DEMO_CALIBRATION), **config))
+    st = RegistrationStage(build(RegistrationConfig, {"calibration": str(DEMO_CALIBRATION), **config}, "registration"))
     st.start()
     out = []
     for p in frames:
-        out += st.process(p) or []
-    out += [p for p in st.process(Packet.eos("synthetic")) if not p.is_eos]
+        out += st.process(p)
+    out += st.finish()
     return st, out
 
 
@@ -160,7 +162,7 @@ def test_bad_ir_camera_keys_name_the_key(tmp_path, override, message):
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(data))
     with pytest.raises(ConfigError, match=message):
-        load_graph_config(path)
+        load(str(path))
 
 
 def test_radiometric_demo_publishes_temperatures_and_counts_on_the_detector_feed(tmp_path):
