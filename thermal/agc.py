@@ -90,33 +90,36 @@ def _linear_lut(low: float, high: float) -> np.ndarray:
     return np.clip((c - low) * (255.0 / (high - low)) + 0.5, 0, 255).astype(np.uint8)
 
 
-class PercentileAgc:
-    """Linear between smoothed percentiles of each frame."""
+class _SmoothedAgc:
+    """An AGC whose limits are percentiles of each frame's histogram, smoothed over time."""
 
     def __init__(self, cfg: AgcConfig):
         self.cfg = cfg
         self.limits = _SmoothedLimits(cfg.smoothing_s)
 
-    def __call__(self, counts: np.ndarray, t_s: float | None = None) -> np.ndarray:
-        _check(counts)
-        cdf = np.cumsum(np.bincount(counts.ravel(), minlength=65536))
-        low, high = self.limits.update(_percentile_counts(cdf, self.cfg.low_pct),
-                                       _percentile_counts(cdf, self.cfg.high_pct), t_s)
-        return _linear_lut(low, high)[counts]
-
-
-class PlateauAgc:
-    """Plateau histogram equalisation between the frame's (smoothed) extremes."""
-
-    def __init__(self, cfg: AgcConfig):
-        self.cfg = cfg
-        self.limits = _SmoothedLimits(cfg.smoothing_s)
-
-    def __call__(self, counts: np.ndarray, t_s: float | None = None) -> np.ndarray:
+    def _histogram(self, counts: np.ndarray, t_s: float | None, low_pct: float,
+                   high_pct: float) -> tuple[np.ndarray, float, float]:
+        """(the frame's histogram over all 65536 counts, the smoothed low and high limit)."""
         _check(counts)
         hist = np.bincount(counts.ravel(), minlength=65536)
         cdf = np.cumsum(hist)
-        low, high = self.limits.update(_percentile_counts(cdf, 0.0), _percentile_counts(cdf, 100.0), t_s)
+        low, high = self.limits.update(_percentile_counts(cdf, low_pct), _percentile_counts(cdf, high_pct), t_s)
+        return hist, low, high
+
+
+class PercentileAgc(_SmoothedAgc):
+    """Linear between smoothed percentiles of each frame."""
+
+    def __call__(self, counts: np.ndarray, t_s: float | None = None) -> np.ndarray:
+        _, low, high = self._histogram(counts, t_s, self.cfg.low_pct, self.cfg.high_pct)
+        return _linear_lut(low, high)[counts]
+
+
+class PlateauAgc(_SmoothedAgc):
+    """Plateau histogram equalisation between the frame's (smoothed) extremes."""
+
+    def __call__(self, counts: np.ndarray, t_s: float | None = None) -> np.ndarray:
+        hist, low, high = self._histogram(counts, t_s, 0.0, 100.0)
         lo, hi = int(math.floor(low)), int(math.ceil(high))
         band = hist[lo:hi + 1].astype(np.float64)
         occupied = max(1, int(np.count_nonzero(band)))
