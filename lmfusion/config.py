@@ -93,7 +93,7 @@ PRESETS: dict[str, ModelConfig] = {
                       affine_head=True, attention_residual=True, global_affine=True),
         # soft detail weights with VIS noise shrinkage, an IR-weighted base and energy
         # matching: chosen on smoky RoadScene train pairs, ahead of both baselines on Qabf and
-        # SSIM on the test split (bench/fusion_strategy_study.py --local, docs/model.md)
+        # SSIM on the test split (bench/studies/fusion_strategy_study.py --local, docs/model.md)
         strategy="detail_denoise",
     ),
     # CPU real-time candidate (docs/inference.md): the default autoencoder, a 16-channel LMF,

@@ -322,7 +322,7 @@ def fuse_detail_soft(a: torch.Tensor, b: torch.Tensor, levels: int = 4, power: f
     pixel by pixel, which is what costs the hard rule structural similarity (SSIM) with both
     inputs. ``mix`` < 1 pulls the weights towards 1/2 (0 = average fusion): the dial between
     edge transfer (Qabf) and SSIM with both inputs. Measured by
-    ``bench/fusion_strategy_study.py`` on RoadScene train pairs (docs/model.md).
+    ``bench/studies/fusion_strategy_study.py`` on RoadScene train pairs (docs/model.md).
     """
     if levels == 0 or min(a.shape[-2:]) < 4:
         return fuse_average(a, b)
@@ -357,7 +357,7 @@ def fuse_detail_denoise(a: torch.Tensor, b: torch.Tensor, levels: int = 3, power
       it puts back what averaging opposite-sign coefficients cancels, which is what costs a
       low-``mix`` blend its edge transfer (Qabf).
     Settings chosen on RoadScene *train* pairs (12 tuning + 24 disjoint, confirmed on 24 more)
-    with ``bench/fusion_strategy_study.py --local``; measured once on the test split
+    with ``bench/studies/fusion_strategy_study.py --local``; measured once on the test split
     (docs/model.md). The weights are computed in float32 whatever the
     network's precision (see LMFusionNet.forward).
     """

@@ -3,9 +3,9 @@ does with a 16-bit frame.
 
 The two keys sit in the camera's config section, beside the source's own options, because they
 describe that camera. `split_camera_options()` takes them out before the source is built (a
-source knows nothing of them); `IrCameraSource` wraps any source and puts them into every IR
-frame packet's meta (`meta.ir_camera`), so the registration stage downstream, possibly on
-another host, sees them with the counts.
+source knows nothing of them); the runtime puts them into every IR frame packet's meta
+(`meta.ir_camera`, the capture node's NodeSpec.meta, app/registry.py), so the registration stage
+downstream, possibly on another host, sees them with the counts.
 
 `IrFrames` is registration's side: for each 16-bit IR frame it detects FFC freezes (thermal.ffc),
 holds a frozen frame for at most `hold_ms` (then drops it, counted), runs the AGC, and returns
@@ -69,32 +69,6 @@ def split_camera_options(options: dict, modality: str, where: str) -> tuple[dict
         raise ConfigError(f"{where}.agc.mode: window needs {where.split(': ')[-1]}.radiometric "
                           f"(the counts -> temperature map)")
     return rest, IrCamera(agc, rc)
-
-
-class IrCameraSource:
-    """Any source, with the camera's IrCamera settings in the meta of each of its frame packets."""
-
-    def __init__(self, source, camera: IrCamera):
-        self.source = source
-        self.meta = camera.to_meta()
-
-    def start(self) -> None:
-        self.source.start()
-
-    def read(self, timeout_s: float) -> Packet | None:
-        pkt = self.source.read(timeout_s)
-        if pkt is not None and pkt.kind == "frame":
-            pkt.meta["ir_camera"] = self.meta
-        return pkt
-
-    def stats(self) -> dict:
-        return self.source.stats()
-
-    def stop(self) -> None:
-        self.source.stop()
-
-    def __getattr__(self, name):          # anything else a caller asks of the source itself
-        return getattr(self.source, name)
 
 
 class IrFrames:

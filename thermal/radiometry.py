@@ -7,7 +7,7 @@ Two maps, as cameras document them:
 - planck: the camera's own constants R, B, F, O (FLIR names; from the camera's calibration
   data or its SDK): counts = R / (exp(B / T) - F) + O, so T = B / ln(R / (counts - O) + F), T in K.
   counts - O is proportional to the radiance the pixel receives, which is why smoke and optics
-  mix linearly in counts (stages.capture.synthetic's radiometric camera relies on that).
+  mix linearly in counts (the synthetic radiometric camera, stages/capture/synthetic.py, relies on that).
 
 `frame_temperatures(counts, radiometric)` gives what a fused packet carries in
 `meta.ir_temperature_c`: min, max, p99 of the frame in °C and the hottest spot (the centroid of

@@ -8,7 +8,7 @@ against the clean VIS (``metrics.fusion_metrics``, as ``python -m lmfusion evalu
 row's margin over the corner the model issue asks to beat (the Laplacian baseline's Qabf and the
 average baseline's SSIM), and on how many pairs the row is ahead of that corner pair by pair. About 2 minutes on one core, where the full
 evaluation takes 15. Choose strategies on RoadScene *train* pairs
-(bench/fusion_strategy_study.py); this is the one-shot check, not a tuning loop.
+(bench/studies/fusion_strategy_study.py); this is the one-shot check, not a tuning loop.
 """
 from __future__ import annotations
 

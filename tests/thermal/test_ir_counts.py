@@ -20,7 +20,7 @@ from pipeline.packet import Packet
 from stages.capture.synthetic import SyntheticConfig, SyntheticSource
 from stages.registration import DEMO_CALIBRATION, RegistrationConfig, RegistrationStage
 from thermal.agc import AgcConfig
-from thermal.camera import IrCamera, IrCameraError, IrCameraSource
+from thermal.camera import IrCamera, IrCameraError
 from thermal.radiometry import counts_to_celsius
 from thermal.scene import ENGINE_C, PERSON_C, PLANCK, fire_truth
 
@@ -32,14 +32,16 @@ def cameras(seconds: float, smoke: float = 0.0, **ir_options):
     origin = time.monotonic()
     vis = SyntheticSource(SyntheticConfig(modality="vis", paced=False, smoke=smoke, max_frames=int(20 * seconds),
                                           clock_origin_mono=origin))
-    ir = IrCameraSource(SyntheticSource(SyntheticConfig(modality="ir", bits=16, paced=False, smoke=smoke,
-                                                        max_frames=int(10 * seconds), clock_origin_mono=origin,
-                                                        **ir_options)),
-                        IrCamera(AgcConfig(), PLANCK))
+    ir = SyntheticSource(SyntheticConfig(modality="ir", bits=16, paced=False, smoke=smoke,
+                                         max_frames=int(10 * seconds), clock_origin_mono=origin, **ir_options))
+    # What the runtime adds to each IR frame for capture_ir.agc / .radiometric (NodeSpec.meta)
+    camera_meta = {"ir_camera": IrCamera(AgcConfig(), PLANCK).to_meta()}
     frames = []
     for src in (vis, ir):
         src.start()
         while (p := src.read(1.0)) is not None and not p.is_eos:
+            if src is ir:
+                p.meta.update(camera_meta)
             frames.append(p)
     return sorted(frames, key=lambda p: p.t_mono)
 

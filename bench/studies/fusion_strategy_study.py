@@ -1,8 +1,8 @@
 """Fusion strategies against the baselines: Qabf and SSIM, smoky and clean inputs.
 
-    python bench/fusion_strategy_study.py [--weights weights/lmfusion.safetensors] [--pairs 12]
-    python bench/fusion_strategy_study.py --wide                # + pyramid/weighting variants
-    python bench/fusion_strategy_study.py --vis-correction oracle --lmf-strength 1 2
+    python bench/studies/fusion_strategy_study.py [--weights weights/lmfusion.safetensors] [--pairs 12]
+    python bench/studies/fusion_strategy_study.py --wide                # + pyramid/weighting variants
+    python bench/studies/fusion_strategy_study.py --vis-correction oracle --lmf-strength 1 2
 
 Tuning data: RoadScene *train* pairs (never the test split the evaluation reports), each with
 synthetic smoke from the evaluation's smoke config (other seeds). For each strategy the VIS and
@@ -35,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from lmfusion import baselines, data as D, metrics as M  # noqa: E402
 from lmfusion.evaluate import EVAL_SMOKE, y_of  # noqa: E402
