@@ -304,10 +304,7 @@ def local_energy(x: torch.Tensor, k: int = 3) -> torch.Tensor:
 def soft_weight(ea: torch.Tensor, eb: torch.Tensor, power: float, mix: float) -> torch.Tensor:
     """Weight of input a from the local detail energies: E_a^(p/2) / (E_a^(p/2) + E_b^(p/2)),
     pulled towards 1/2 by ``mix`` < 1."""
-    if power == 6:                       # integer powers by multiplication: cheaper than pow
-        ea, eb = ea * ea * ea, eb * eb * eb
-    else:
-        ea, eb = ea.pow(power / 2), eb.pow(power / 2)
+    ea, eb = ea.pow(power / 2), eb.pow(power / 2)
     return 0.5 + mix * ((ea + 1e-12) / (ea + eb + 2e-12) - 0.5)
 
 

@@ -12,13 +12,10 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import av
 import pytest
-import zmq
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -27,7 +24,7 @@ sys.path.insert(0, str(REPO))
 
 from test_run_stream import cli  # noqa: E402
 
-from pipeline.codec import decode  # noqa: E402
+from fused_feed import FusedFeed  # noqa: E402
 
 FREE_BYTES = 350_000        # what the recording finds free: a few seconds of the demo at 320x256
 
@@ -51,27 +48,6 @@ def small_disk(tmp_path):
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)
 
 
-class FeedCount(threading.Thread):
-    """Counts fused packets on the detector feed, with the monotonic time of the last one."""
-
-    def __init__(self, address):
-        super().__init__(daemon=True)
-        self.address, self.n, self.last, self.stop = address, 0, 0.0, threading.Event()
-
-    def run(self):
-        ctx = zmq.Context()
-        s = ctx.socket(zmq.SUB)
-        s.setsockopt(zmq.SUBSCRIBE, b"")
-        s.setsockopt(zmq.LINGER, 0)
-        s.connect(self.address)
-        while not self.stop.is_set():
-            if s.poll(50) and decode(s.recv_multipart()).kind == "fused":
-                self.n += 1
-                self.last = time.monotonic()
-        s.close(0)
-        ctx.term()
-
-
 def decoded_frames(path: Path, truncated: bool = False) -> int:
     """Frames that decode; a truncated file (the one the full disk cut) counts up to where it breaks."""
     n = 0
@@ -88,7 +64,7 @@ def decoded_frames(path: Path, truncated: bool = False) -> int:
 def run_until_full(tmp_path, disk, *extra):
     cmd, env, feed_ep = cli(tmp_path, "--output", str(disk / "rec"), "--set", "recorder.segment_s=1.5",
                             "--set", "recorder.gop_s=0.5", *extra)
-    feed = FeedCount(feed_ep)
+    feed = FusedFeed(feed_ep)
     feed.start()
     r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     feed.stop.set()
@@ -109,11 +85,11 @@ def test_disk_full_stops_recording_and_the_run_goes_on(tmp_path, small_disk):
     written, dropped = rec["stage"]["frames_written"], rec["stage"]["drops"]
     edge = fusion["outputs"]["fusion->recorder"]["dropped"] + rec["drops_in"]
     print(f"disk full: fused {fused}, recorded {written}, dropped {dropped} (+{edge} on the edge), "
-          f"feed {feed.n}, files {len(rec['stage']['files'])}")
+          f"feed {len(feed.rows)}, files {len(rec['stage']['files'])}")
     assert rec["stage"]["disk_full"] and rec["restarts"] == 0
     assert written + dropped + edge == fused                  # nothing lost that is not counted
     assert dropped >= 40 and written >= 20                    # it filled up part way through the run
-    assert feed.n >= 0.9 * fused                              # the detector feed went on to the end
+    assert len(feed.rows) >= 0.9 * fused                              # the detector feed went on to the end
     files = [Path(f) for f in rec["stage"]["files"]]
     # Segments closed before the disk filled play to the end; the one being written (and one being
     # finished as it filled) up to where the disk cut it; together exactly frames_written.

@@ -1,25 +1,16 @@
 """bench/gpu_check.py: loads the script as a module, and runs its --dry-run on the CPU (CI has no GPU)."""
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from bench_scripts import load_bench_script
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _load_script(path: Path):
-    """A bench script as a module, from its file (bench/ is scripts, not a package)."""
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[path.stem] = module          # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-gpu_check = _load_script(REPO / "bench" / "gpu_check.py")
+gpu_check = load_bench_script("gpu_check")
 
 
 def test_dry_run_prints_one_table_with_every_step_on_the_cpu():

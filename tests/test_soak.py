@@ -6,7 +6,6 @@ detector feed. It must exit 0 with --check: every flap recovered within 3 s of t
 return, frames recorded + dropped = frames fused, a CSV row every 5 s and the plot written.
 """
 import csv
-import importlib.util
 import json
 import subprocess
 import sys
@@ -19,19 +18,11 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
+from bench_scripts import load_bench_script  # noqa: E402
 from rtsp_fixture import rtsp_unavailable_reason  # noqa: E402
 
 
-def _load_script(path: Path):
-    """The bench script as a module, loaded from its file (bench/ is not a package on sys.path)."""
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[path.stem] = module          # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-soak = _load_script(REPO / "bench" / "soak.py")
+soak = load_bench_script("soak")
 
 
 def _rows(minutes: float, rss=lambda t: 700.0, fds=lambda t: 160, p99=lambda t: 150.0) -> list[dict]:

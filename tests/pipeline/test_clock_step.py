@@ -8,50 +8,26 @@ ordering would show it here; pairing, pacing and latency use `time.monotonic`.
 """
 import json
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-import zmq
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 import run_stream  # noqa: E402
-from pipeline.codec import decode  # noqa: E402
+from fused_feed import FusedFeed  # noqa: E402
 
 STEP_AT_S = 4.0            # seconds after the first fused frame
 DURATION_S = 10
 
 
-class Feed(threading.Thread):
-    """(arrival monotonic, t_mono, t_wall) of every fused packet on the detector feed."""
-
-    def __init__(self, address):
-        super().__init__(daemon=True)
-        self.address, self.rows, self.stop = address, [], threading.Event()
-
-    def run(self):
-        ctx = zmq.Context()
-        s = ctx.socket(zmq.SUB)
-        s.setsockopt(zmq.SUBSCRIBE, b"")
-        s.setsockopt(zmq.LINGER, 0)
-        s.connect(self.address)
-        while not self.stop.is_set():
-            if s.poll(20):
-                p = decode(s.recv_multipart())
-                if p.kind == "fused":
-                    self.rows.append((time.monotonic(), p.t_mono, p.t_wall))
-        s.close(0)
-        ctx.term()
-
-
 @pytest.mark.parametrize("step_s", [3600.0, -3600.0])
 def test_wall_clock_step_mid_run(tmp_path, monkeypatch, calibration_file, step_s):
     feed_ep = f"ipc://{tmp_path}/feed.sock"
-    feed = Feed(feed_ep)
+    feed = FusedFeed(feed_ep)
     feed.start()
     real_time = time.time
     stepped = {"at": None}
