@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO))
 
 from test_run_stream import cli  # noqa: E402
 
-from fused_feed import FusedFeed  # noqa: E402
+from feed_listener import FeedListener  # noqa: E402
 
 FREE_BYTES = 350_000        # what the recording finds free: a few seconds of the demo at 320x256
 
@@ -64,7 +64,7 @@ def decoded_frames(path: Path, truncated: bool = False) -> int:
 def run_until_full(tmp_path, disk, *extra):
     cmd, env, feed_ep = cli(tmp_path, "--output", str(disk / "rec"), "--set", "recorder.segment_s=1.5",
                             "--set", "recorder.gop_s=0.5", *extra)
-    feed = FusedFeed(feed_ep)
+    feed = FeedListener(feed_ep)
     feed.start()
     r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     feed.stop.set()
@@ -85,11 +85,11 @@ def test_disk_full_stops_recording_and_the_run_goes_on(tmp_path, small_disk):
     written, dropped = rec["stage"]["frames_written"], rec["stage"]["drops"]
     edge = fusion["outputs"]["fusion->recorder"]["dropped"] + rec["drops_in"]
     print(f"disk full: fused {fused}, recorded {written}, dropped {dropped} (+{edge} on the edge), "
-          f"feed {len(feed.rows)}, files {len(rec['stage']['files'])}")
+          f"feed {len(feed.fused())}, files {len(rec['stage']['files'])}")
     assert rec["stage"]["disk_full"] and rec["restarts"] == 0
     assert written + dropped + edge == fused                  # nothing lost that is not counted
     assert dropped >= 40 and written >= 20                    # it filled up part way through the run
-    assert len(feed.rows) >= 0.9 * fused                              # the detector feed went on to the end
+    assert len(feed.fused()) >= 0.9 * fused                              # the detector feed went on to the end
     files = [Path(f) for f in rec["stage"]["files"]]
     # Segments closed before the disk filled play to the end; the one being written (and one being
     # finished as it filled) up to where the disk cut it; together exactly frames_written.

@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 from rtsp_fixture import RTSP_PASSWORD, rtsp_scene_server  # noqa: E402,F401  (registers the fixture)
 from test_run_stream import worker_pids  # noqa: E402
 
-from fused_feed import FusedFeed  # noqa: E402
+from feed_listener import FeedListener  # noqa: E402
 
 OUTAGE_S = 2.0
 DURATION_S = 25
@@ -45,16 +45,16 @@ def test_new_cameras_without_calibration_survive_a_2s_rtsp_server_outage(rtsp_sc
            "--summary-json", str(tmp_path / "summary.json"),
            "--set", f"detector_feed.endpoint=pub+bind:{feed_ep}",
            "--set", "pipeline.startup_timeout_s=180", "--set", "pipeline.shutdown_timeout_s=30"]
-    feed = FusedFeed(feed_ep)
+    feed = FeedListener(feed_ep)
     feed.start()
     t_start = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 180       # a busy machine may take long to start every stage
-        while len(feed.rows) < 10 and time.monotonic() < deadline and proc.poll() is None:
+        while len(feed.fused()) < 10 and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.05)
-        assert len(feed.rows) >= 10, "no fused frames before the outage"
+        assert len(feed.fused()) >= 10, "no fused frames before the outage"
         server.kill()
         t_kill = time.monotonic()
         time.sleep(OUTAGE_S)
@@ -67,16 +67,16 @@ def test_new_cameras_without_calibration_survive_a_2s_rtsp_server_outage(rtsp_sc
         feed.join(5)
     assert proc.returncode == 0, err[-3000:]
     assert RTSP_PASSWORD not in err and RTSP_PASSWORD not in out
-    new = [a for a, c, _ in feed.rows if c > t_back]
+    new = [r.arrival for r in feed.fused() if r.t_mono > t_back]
     assert len(new) >= 10, f"only {len(new)} fused frames after the server returned"
-    gap = [a for a, c, _ in feed.rows if t_kill < a < t_back]
+    gap = [r.arrival for r in feed.fused() if t_kill < r.arrival < t_back]
     summary = json.loads((tmp_path / "summary.json").read_text())
     nodes = summary["nodes"]
     reg = nodes["registration"]["stage"]
     check = [ln for ln in err.splitlines() if "stability self-check passed" in ln]
     assert len(check) == 1, err[-3000:]
     print(f"\nno calibration: estimated after {reg['calibrated_after_s']:.1f} s of frames "
-          f"({reg['estimates']}); first fused frame {feed.rows[0][0] - t_start:.1f} s after the command started; "
+          f"({reg['estimates']}); first fused frame {feed.fused()[0].arrival - t_start:.1f} s after the command started; "
           f"{check[0].split('registration: ')[-1]}")
     print(f"RTSP outage {OUTAGE_S:.1f}s: first new fused frame {new[0] - t_back:.2f}s after the server returned "
           f"({len(gap)} fused frames during the outage, {len(new)} after); "

@@ -5,20 +5,17 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import av
-import numpy as np
-import pytest
 import yaml
 import zmq
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.codec import decode  # noqa: E402
+from feed_listener import FeedListener  # noqa: E402
 
 
 def write_calibration(path: Path, vis_size=(640, 480)) -> Path:
@@ -61,33 +58,11 @@ def decode_recording(path: Path) -> tuple[int, float, tuple[int, int]]:
     return frames, float(pts[-1] - pts[0]) if frames > 1 else 0.0, size
 
 
-class FeedCollector(threading.Thread):
-    """Subscribes to the detector feed and keeps every packet's header fields."""
-
-    def __init__(self, address: str):
-        super().__init__(daemon=True)
-        self.address, self.packets, self.stop = address, [], threading.Event()
-
-    def run(self):
-        ctx = zmq.Context()
-        sock = ctx.socket(zmq.SUB)
-        sock.setsockopt(zmq.SUBSCRIBE, b"")
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(self.address)
-        while not self.stop.is_set():
-            if sock.poll(50):
-                p = decode(sock.recv_multipart(copy=False))
-                self.packets.append((p.kind, p.seq, p.t_mono, dict(p.meta),
-                                     {k: v.shape for k, v in p.buffers.items()}))
-        sock.close(0)
-        ctx.term()
-
-
 def test_demo_end_to_end_through_processes_and_sockets(tmp_path):
     cmd, env, feed_ep = cli(tmp_path, "--max-frames", "25", "--set", "pipeline.policy=lossless",
                             "--set", "image_dump.enabled=true", "--set", "image_dump.every_n=5",
                             "--set", "image_dump.buffers=[fused]")
-    feed = FeedCollector(feed_ep)
+    feed = FeedListener(feed_ep)
     feed.start()
     r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     time.sleep(0.3)
@@ -103,17 +78,17 @@ def test_demo_end_to_end_through_processes_and_sockets(tmp_path):
     assert reg["vis_in"] + reg["ir_in"] == 2 * reg["pairs"] + reg["unmatched_vis"] + reg["unmatched_ir"]
     assert nodes["capture_vis"]["out"] == reg["vis_in"] and nodes["capture_ir"]["out"] == reg["ir_in"]
     # Ordering and pairing, as a detector sees them on the feed.
-    fused = [p for p in feed.packets if p[0] == "fused"]
+    fused = feed.fused()
     assert len(fused) >= 15, "the subscriber joined late but must see most frames"
-    assert feed.packets[-1][0] == "eos"
-    seqs = [p[1] for p in fused]
+    assert feed.rows[-1].kind == "eos"
+    seqs = [p.seq for p in fused]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
-    assert [p[3]["ir_seq"] for p in fused] == sorted(p[3]["ir_seq"] for p in fused)
-    assert [p[3]["vis_seq"] for p in fused] == sorted(p[3]["vis_seq"] for p in fused)
-    assert all(abs(p[3]["skew_ms"]) <= 35.0 for p in fused)
+    assert [p.meta["ir_seq"] for p in fused] == sorted(p.meta["ir_seq"] for p in fused)
+    assert [p.meta["vis_seq"] for p in fused] == sorted(p.meta["vis_seq"] for p in fused)
+    assert all(abs(p.meta["skew_ms"]) <= 35.0 for p in fused)
     # Both synthetic cameras share the runner's clock origin: skew is only their jitter (1 + 4 ms).
     assert reg["skew_ms_max_abs"] <= 5.5
-    assert all(p[3]["fuser"] == "laplacian" and p[4]["fused"] == (256, 320, 3) for p in fused)
+    assert all(p.meta["fuser"] == "laplacian" and p.shapes["fused"] == (256, 320, 3) for p in fused)
     # The recording decodes, with every frame and a duration matching the capture times.
     files = sorted((tmp_path / "rec").glob("fused_*.mp4"))
     assert len(files) == 1 and str(files[0]) in r.stderr
@@ -122,7 +97,7 @@ def test_demo_end_to_end_through_processes_and_sockets(tmp_path):
     # The image dump sink got the same fused frames: every 5th of 25.
     assert len(list((tmp_path / "rec" / "dump").glob("demo_*_fused.png"))) == 5
     assert nodes["image_dump"]["out"] == 25
-    t = [p[2] for p in fused]
+    t = [p.t_mono for p in fused]
     span = (t[-1] - t[0]) * (24 / (seqs[-1] - seqs[0]))    # the feed may have missed the first frames
     assert abs(duration - span) < 0.15, (duration, span)
     assert_gone(worker_pids(r.stderr))
@@ -338,7 +313,7 @@ def test_two_camera_pairs_through_one_batching_fusion_process_into_their_own_rec
                    "registration": {"output_size": [160, 128]}}],
         "fusion": {"max_batch": 2, "max_wait_ms": 500.0}}))
     cmd, env, feed_ep = cli(tmp_path, "--config", str(config), "--max-frames", "20")
-    feed = FeedCollector(feed_ep)
+    feed = FeedListener(feed_ep)
     feed.start()
     r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     time.sleep(0.3)
@@ -357,11 +332,11 @@ def test_two_camera_pairs_through_one_batching_fusion_process_into_their_own_rec
         assert got_size == size                                    # only its own pair's frames
         with av.open(str(files[0])) as c:
             assert f"stream={name} " in c.metadata.get("comment", "")
-    fused = [p for p in feed.packets if p[0] == "fused"]
-    assert {p[3]["vis_source"].split("seed=")[1][0] for p in fused} <= {"0", "1"}
+    fused = feed.fused()
+    assert {p.meta["vis_source"].split("seed=")[1][0] for p in fused} <= {"0", "1"}
     by = {}
     for p in fused:
-        by.setdefault(p[4]["fused"], set()).add(p[3]["vis_source"])
+        by.setdefault(p.shapes["fused"], set()).add(p.meta["vis_source"])
     # On the shared detector feed, each pair's frames are told apart by size and source.
     assert by.get((256, 320, 3), set()) <= {"synthetic://vis?seed=0&scene=smoke"}
     assert by.get((128, 160, 3), set()) <= {"synthetic://vis?seed=1&scene=smoke"}

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 import run_stream  # noqa: E402
-from fused_feed import FusedFeed  # noqa: E402
+from feed_listener import FeedListener  # noqa: E402
 
 STEP_AT_S = 4.0            # seconds after the first fused frame
 DURATION_S = 10
@@ -27,13 +27,14 @@ DURATION_S = 10
 @pytest.mark.parametrize("step_s", [3600.0, -3600.0])
 def test_wall_clock_step_mid_run(tmp_path, monkeypatch, calibration_file, step_s):
     feed_ep = f"ipc://{tmp_path}/feed.sock"
-    feed = FusedFeed(feed_ep)
+    feed = FeedListener(feed_ep)
     feed.start()
     real_time = time.time
     stepped = {"at": None}
 
     def wall() -> float:
-        first = feed.rows[0][0] if feed.rows else None
+        fused = feed.fused()
+        first = fused[0].arrival if fused else None
         if first is not None and time.monotonic() - first >= STEP_AT_S:
             stepped["at"] = stepped["at"] or time.monotonic()
             return real_time() + step_s
@@ -48,7 +49,7 @@ def test_wall_clock_step_mid_run(tmp_path, monkeypatch, calibration_file, step_s
     feed.stop.set()
     feed.join(5)
     assert code == 0 and stepped["at"] is not None
-    rows = np.array(feed.rows)
+    rows = np.array([(r.arrival, r.t_mono, r.t_wall) for r in feed.fused()])
     before, after = rows[rows[:, 0] < stepped["at"] - 0.5], rows[rows[:, 0] > stepped["at"] + 0.5]
     assert len(before) >= 25 and len(after) >= 25
     # t_wall follows the new clock: its offset from t_mono moves by the step, and only by it.
