@@ -21,8 +21,7 @@ from .networks import NEEDS_T, STRATEGIES, clear_weight
 from .smoke_model import dehaze, smoke_stats
 from .weights import DEFAULT_FILE, load_model
 
-MODEL_FILES = {"default": DEFAULT_FILE, "paper": "lmfusion_paper.safetensors",
-               "fast": "lmfusion_fast.safetensors"}  # fast: distilled CPU option, not shipped
+MODEL_FILES = {"default": DEFAULT_FILE, "paper": "lmfusion_paper.safetensors"}
 
 
 def _check_vis(vis: np.ndarray, name: str = "vis") -> None:

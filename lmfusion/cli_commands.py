@@ -92,7 +92,7 @@ def _evaluate(args) -> int:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", default="weights", help="weights folder or .safetensors file")
-    p.add_argument("--model", default="default", choices=["default", "paper", "fast"])
+    p.add_argument("--model", default="default", choices=["default", "paper"])
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16"])
     p.add_argument("--engine", default="torch")
@@ -114,7 +114,7 @@ def register(sub) -> None:
     c.set_defaults(fn=_clear)
     e = sub.add_parser("evaluate", help="quality tables + image grid vs the baselines")
     e.add_argument("--weights", default="weights")
-    e.add_argument("--models", nargs="+", default=["default"], choices=["default", "paper", "fast"])
+    e.add_argument("--models", nargs="+", default=["default"], choices=["default", "paper"])
     e.add_argument("--out", default="docs/eval")
     e.add_argument("--limit", type=int, default=None, help="use the first N test pairs")
     e.add_argument("--sots-limit", type=int, default=None, help="use the first N SOTS pairs")

@@ -96,14 +96,6 @@ PRESETS: dict[str, ModelConfig] = {
         # SSIM on the test split (bench/studies/fusion_strategy_study.py --local, docs/model.md)
         strategy="detail_denoise",
     ),
-    # CPU real-time candidate (docs/inference.md): the default autoencoder, a 16-channel LMF,
-    # meant to be distilled from `default` and run with engine_options={"resolution_scale": 2}.
-    "fast": ModelConfig(
-        name="fast",
-        lmf=LMFConfig(width=16, dilations=(1, 2, 4, 8), scale=4, global_branch=True,
-                      affine_head=True, attention_residual=True, global_affine=True),
-        strategy="detail", lmf_on_ir=False,
-    ),
     # Tiny variant for tests: same code paths, a fraction of the cost.
     "tiny": ModelConfig(
         name="tiny",

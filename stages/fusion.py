@@ -58,8 +58,7 @@ class FusionConfig:
     weights_dir: str = "weights"                    # lmfusion only: directory of shipped weights
     precision: Literal["auto", "fp32", "fp16"] = AUTO   # auto: fp16 on CUDA, fp32 on the CPU
     engine: Literal["auto", "torch", "onnxruntime"] = AUTO  # auto: torch (CUDA streams) on CUDA, onnxruntime on the CPU
-    model: Literal["auto", "default", "paper", "fast"] = AUTO  # auto: default (with its smoke model)
-                                                    # everywhere; fast: the distilled latent model, no smoke map
+    model: Literal["auto", "default", "paper"] = AUTO  # auto: default (with its smoke model) everywhere
     resolution_scale: int | Literal["auto"] = AUTO  # 2 = network at half resolution, detail added back
                                                     # (the CPU real-time option); 1 = full; auto: 1 on CUDA; on
                                                     # the CPU per frame size, 2 or 4 (cpu_scale: network <= 160x128 px)
@@ -97,7 +96,7 @@ class FusionConfig:
 
 
 # What "auto" means per device: the full model in fp16 on a GPU; on a CPU the real-time option,
-# the distilled `fast` model on ONNX Runtime, one intra-op thread, the network at 1/2 or 1/4 of
+# the default model on ONNX Runtime, one intra-op thread, the network at 1/2 or 1/4 of
 # the frame size (resolution_scale stays "auto": cpu_scale() decides per frame size)
 # (docs/inference.md, "The CPU real-time option").
 AUTO_CHOICES = {

@@ -46,7 +46,7 @@ def test_unknown_key_names_file_section_key_and_the_expected_keys():
     ("endpoints", "fusion", "pull+bind:udp://x", "address must be"),
     ("fusion", "max_wait_ms", -1, "fusion.max_wait_ms: must be in 0..10000 ms, got -1"),
     ("fusion", "max_wait_ms", "soon", "fusion.max_wait_ms: expected a number"),
-    ("fusion", "model", "huge", "fusion.model: 'huge' is not one of auto, default, paper, fast"),
+    ("fusion", "model", "huge", "fusion.model: 'huge' is not one of auto, default, paper"),
     ("fusion", "resolution_scale", 3, "fusion.resolution_scale: must be 1, 2, 4 or auto, got 3"),
     ("fusion", "max_batch", 0, "fusion.max_batch: must be in 1..64, got 0"),
 ])

@@ -111,15 +111,15 @@ def test_engine_options_come_from_the_section():
         FusionConfig(max_wait_ms=-5)
 
 
-def test_fast_model_at_half_resolution_loads_as_configured(tmp_path):
-    # Untrained weights of the fast architecture under the shipped file name: wiring, not quality.
+def test_model_at_half_resolution_loads_as_configured(tmp_path):
+    # Untrained weights of the default architecture under the shipped file name: wiring, not quality.
     import torch
     from lmfusion import preset
     from lmfusion.networks import LMFusionNet
     from lmfusion.weights import save_model
     torch.manual_seed(0)
-    save_model(LMFusionNet(preset("fast")), tmp_path / "lmfusion_fast.safetensors", {"note": "untrained, test"})
-    st = FusionStage(FusionConfig(fuser="lmfusion", weights_dir=str(tmp_path), model="fast", resolution_scale=2,
+    save_model(LMFusionNet(preset("default")), tmp_path / "lmfusion.safetensors", {"note": "untrained, test"})
+    st = FusionStage(FusionConfig(fuser="lmfusion", weights_dir=str(tmp_path), model="default", resolution_scale=2,
                                   engine="torch"))
     st.start()
     out = st.process_batch([pair(0, h=128, w=160), pair(1, h=128, w=160)])   # LMF needs > 8 px at 1/8
