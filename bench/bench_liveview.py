@@ -3,7 +3,7 @@
 and without a viewer pulling /stream.mjpg, runs interleaved, median per variant.
 
     python bench/bench_liveview.py                          # 3 x 2 runs of 20 s, laplacian fuser
-    python bench/bench_liveview.py --runs 5 --duration 30 --args "--config configs/fast_cpu.yaml"
+    python bench/bench_liveview.py --runs 5 --duration 30 --args ""    # the demo's own fusion (lmfusion, auto)
 
 Each run is `run_stream.py --http 127.0.0.1:PORT --duration D` (the http server is on in both
 variants: what is measured is the viewer). With a viewer, a client reads the MJPEG stream of the

@@ -1,9 +1,9 @@
 """The model alone: ms per frame pair for each preset and size, torch eager vs ONNX Runtime.
 
     python bench/bench_model.py                                  # paper, default, tiny; 320x256, 640x512
-    python bench/bench_model.py --presets default fast --sizes 320x256 --iters 10
-    python bench/bench_model.py --presets fast fast_w32 fast_enc8 default_vis_lmf --sizes 320x256 --threads 1
-    python bench/bench_model.py --fuser --presets fast default --sizes 320x256 --threads 1   # whole Fuser, 1x and 1/2 res
+    python bench/bench_model.py --presets default tiny --sizes 320x256 --iters 10
+    python bench/bench_model.py --presets default default_vis_lmf --sizes 320x256 --threads 1
+    python bench/bench_model.py --fuser --presets default --sizes 320x256 --threads 1   # whole Fuser, 1x and 1/2 res
 
 Prints a Markdown table: GMAC per pair (VIS and IR through encoder and LMF as one batch, fusion,
 decoder), then the median ms per pair of torch eager and of ONNX Runtime (CPU EP), run back to
@@ -28,28 +28,16 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lmfusion.config import AutoencoderConfig, LMFConfig, ModelConfig, PRESETS  # noqa: E402
+from lmfusion.config import LMFConfig, ModelConfig, PRESETS  # noqa: E402
 from lmfusion.networks import LMFusionNet, lively_random_model  # noqa: E402
 
-# CPU real-time candidates (proposals for config.py; the lead owns the presets). Each keeps the
-# architecture and changes only widths, the LMF trunk scale, and whether LMF maps the IR latent
-# (LWIR sees through smoke, so its latent needs no de-smoking: half the LMF cost). Widths are
-# multiples of 16: ONNX Runtime's CPU convolutions work on blocks of 16 channels (AVX-512
-# NCHWc), so an 8-wide layer costs what a 16-wide one does (fast_enc8 shows it).
-_TRUNK = dict(scale=4, global_branch=True, affine_head=True)
+# Variants measured beside the presets (proposals for config.py; the lead owns the presets).
 CANDIDATES: dict[str, ModelConfig] = {
-    # The default preset's autoencoder: the trained encoder/decoder load as they are and only
-    # LMF is distilled (lmfusion.distill copies them).
-    "fast": ModelConfig(name="fast", lmf=LMFConfig(width=16, dilations=(1, 2, 4, 8), **_TRUNK),
-                        strategy="detail", lmf_on_ir=False),
-    "fast_w32": ModelConfig(name="fast_w32", lmf=LMFConfig(width=32, dilations=(1, 2, 4, 8, 1), **_TRUNK),
-                            strategy="detail", lmf_on_ir=False),
-    "fast_enc8": ModelConfig(name="fast_enc8", autoencoder=AutoencoderConfig(enc_width=8, dec_widths=(16, 8)),
-                             lmf=LMFConfig(width=16, dilations=(1, 2, 4, 8), **_TRUNK),
-                             strategy="detail", lmf_on_ir=False),
-    # What the default costs if only LMF stops mapping the IR latent.
+    # What the default costs if only LMF stops mapping the IR latent (LWIR sees through smoke,
+    # so its latent needs no de-smoking).
     "default_vis_lmf": ModelConfig(name="default_vis_lmf",
-                                   lmf=LMFConfig(width=48, dilations=(1, 2, 4, 8, 1, 2), **_TRUNK),
+                                   lmf=LMFConfig(width=48, dilations=(1, 2, 4, 8, 1, 2), scale=4,
+                                                 global_branch=True, affine_head=True),
                                    strategy="detail", lmf_on_ir=False),
 }
 TRAINED = {"default": ROOT / "weights" / "lmfusion.safetensors",

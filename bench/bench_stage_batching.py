@@ -1,7 +1,7 @@
 """The fusion stage batching several camera pairs: pairs/s and latency vs max_batch and max_wait_ms.
 
-    python bench/bench_stage_batching.py                       # fast@1/2 and default, 320x256, ORT, ~2.5 min
-    python bench/bench_stage_batching.py --models fast --batches 1 2 4 --waits 0 20 --cameras 2 --seconds 6
+    python bench/bench_stage_batching.py                       # default@1/2 and default, 320x256, ORT
+    python bench/bench_stage_batching.py --models half --batches 1 2 4 --waits 0 20 --cameras 2 --seconds 6
     python bench/bench_stage_batching.py --threads 2           # ORT intra-op threads (default 1)
 
 What it runs: the real `FusionStage` (lmfusion, ONNX Runtime, the shipped weights) fed registered
@@ -40,9 +40,9 @@ from pipeline.packet import Packet  # noqa: E402
 from common.synthetic_scene import IR_SIZE, TRUE_IR_FROM_VIS, render_pair  # noqa: E402
 from stages.fusion import FusionConfig, FusionStage  # noqa: E402
 
-MODELS = {  # name -> FusionConfig keys (the configs shipped for them)
-    "fast": {"model": "fast", "resolution_scale": 2},      # what fusion auto runs on a CPU (configs/demo.yaml)
-    "default": {"model": "default", "resolution_scale": 1},  # configs/demo.yaml
+MODELS = {  # name -> FusionConfig keys
+    "half": {"model": "default", "resolution_scale": 2},     # what fusion auto runs on a CPU for 320x256
+    "default": {"model": "default", "resolution_scale": 1},  # full resolution (fusion auto on CUDA)
 }
 
 
@@ -133,7 +133,7 @@ def live(stage: FusionStage, imgs, batch: int, wait_ms: float, fps: float, secon
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--models", nargs="+", default=["fast", "default"], choices=list(MODELS))
+    p.add_argument("--models", nargs="+", default=["half", "default"], choices=list(MODELS))
     p.add_argument("--batches", nargs="+", type=int, default=[1, 2, 4])
     p.add_argument("--waits", nargs="+", type=float, default=[0.0, 20.0], help="max_wait_ms values (live table)")
     p.add_argument("--cameras", type=int, default=2, help="camera pairs in the live table")
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         stage = FusionStage(FusionConfig(fuser="lmfusion", engine="onnxruntime", weights_dir=a.weights,
                                          threads=a.threads, max_batch=max(a.batches), **MODELS[name]))
         stage.start()
-        label = f"{name}" + (f"@1/{MODELS[name]['resolution_scale']}" if MODELS[name]["resolution_scale"] > 1 else "")
+        label = MODELS[name]["model"] + (f"@1/{MODELS[name]['resolution_scale']}" if MODELS[name]["resolution_scale"] > 1 else "")
         for b in a.batches:
             r = capacity(stage, imgs, b, a.iters)
             cap_rows.append((label, b, r))
