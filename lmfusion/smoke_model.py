@@ -136,6 +136,9 @@ class SmokeNet(nn.Module):
         for m in (self.tail, self.glob[-1]):  # untrained = the dark channel prior
             nn.init.zeros_(m.weight)
             nn.init.zeros_(m.bias)
+        # channels-last convolutions: 6.4 -> 3.9 CPU-ms for the trunk at 96x77 on one thread
+        # (bench/bench_smoke_model.py); load_state_dict copies into these strides
+        self.to(memory_format=torch.channels_last)
 
     def features(self, vis: torch.Tensor, ir: torch.Tensor | None):
         """Working-size cues -> (features (B,8,h,w), prior t (B,1,h,w), A (B,C,1,1), luma (B,1,h,w))."""
@@ -168,7 +171,7 @@ class SmokeNet(nn.Module):
     def forward(self, vis: torch.Tensor, ir: torch.Tensor | None = None):
         cfg = self.cfg
         feats, t_prior, a, y_lo = self.features(vis, ir)
-        h = F.relu(self.head(feats))
+        h = F.relu(self.head(feats.contiguous(memory_format=torch.channels_last)))
         h = self.blocks(h)
         g = self.glob(h.mean((2, 3)))                               # (B, w + 1)
         h = F.relu(h + g[:, :-1, None, None])
@@ -177,19 +180,20 @@ class SmokeNet(nn.Module):
         res = self.tail(h) if ir is not None else torch.zeros_like(t_prior)
         t_lo = torch.sigmoid(_logit(t_prior) + res)                 # (B, 1, h, w)
         a = (a + 0.5 * torch.tanh(g[:, -1:, None, None])).clamp(0.05, 1.0)
-        ca, cb = guided_coefficients(y_lo, t_lo, cfg.guide_radius, cfg.guide_eps)
-        ca, cb = F.interpolate(torch.cat([ca, cb], 1), size=vis.shape[-2:], mode="bilinear",
-                               align_corners=False).split(1, 1)          # (B,1,H,W) each
-        t = torch.addcmul(cb, ca, luminance(vis.float())).clamp(0, 1)
-        # clear air is exactly clear: t >= t_clear maps to 1, so a clean frame passes unchanged
-        t = (t / cfg.t_clear).clamp(max=1.0)
+        # clear air is exactly clear: t >= t_clear maps to 1, so a clean frame passes unchanged.
+        # min(clamp(t, 0, 1) / t_clear, 1) = clamp(t / t_clear, 0, 1): the division goes into the
+        # low-resolution coefficients, and the full resolution sees one multiply-add and one clamp
+        coef = torch.cat(guided_coefficients(y_lo, t_lo, cfg.guide_radius, cfg.guide_eps), 1) / cfg.t_clear
+        ca, cb = F.interpolate(coef, size=vis.shape[-2:], mode="bilinear", align_corners=False).split(1, 1)
+        t = torch.addcmul(cb, ca, luminance(vis.float())).clamp_(0, 1)   # (B,1,H,W)
         return t, a
 
 
 def dehaze(vis: torch.Tensor, t: torch.Tensor, a: torch.Tensor, t0: float = 0.2) -> torch.Tensor:
     """J = (I - A) / max(t, t0) + A, clamped to [0, 1]. (B,C,H,W), (B,1,H,W), (B,C,1,1)."""
-    inv = 1 / t.float().clamp(min=t0)                        # (B,1,H,W): one pass, not one per colour
-    return torch.addcmul(a * (1 - inv), vis.float(), inv).clamp_(0, 1)  # (I - A) * inv + A
+    inv = t.float().clamp(min=t0).reciprocal_()               # (B,1,H,W): one pass, not one per colour
+    # in place: 0.4 CPU-ms at 640x512 against 4.5 for addcmul with a broadcast (B,3,H,W) term
+    return (vis.float() - a).mul_(inv).add_(a).clamp_(0, 1)
 
 
 def smoke_stats(t: torch.Tensor) -> dict[str, float]:
