@@ -52,10 +52,6 @@ def _energy3(x: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(np.stack([cv2.boxFilter(sq[b, 0], -1, (3, 3)) for b in range(len(sq))])[:, None])
 
 
-DETAIL_VIS_BIAS = 3.0  # VIS detail energy gain in clear air, in the soft choice of full-resolution detail
-DETAIL_POWER = 6.0     # sharpness of that choice (weights ~ energy^(power/2))
-
-
 class ReducedResEngine:
     """Runs another engine at 1/``factor`` resolution and adds back the full-resolution detail.
 
@@ -70,6 +66,12 @@ class ReducedResEngine:
     Inputs: numpy float32 (B, 1, H, W) in [0, 1]; any H, W (reflect-padded internally to
     ``factor * multiple``, ``multiple`` being the inner model's size multiple).
     """
+
+    # The soft choice of the full-resolution detail (docs/inference.md): VIS weight from
+    # (detail_bias * w * E_vis)^(p/2) against E_ir^(p/2), p = detail_power, w = clear_weight(t, *clear_band).
+    detail_bias = 3.0
+    detail_power = 6.0
+    clear_band = (0.15, 0.6)
 
     def __init__(self, inner, factor: int = 2, multiple: int = 1):
         if factor < 2:
@@ -114,11 +116,11 @@ class ReducedResEngine:
             detail = torch.where(dv.abs() >= di.abs(), dv, di)
             out_lo = self.inner.fuse(lv, li, strategy)
         else:  # the VIS detail counts where the smoke left some (clear_weight)
-            wv = clear_weight(torch.from_numpy(np.ascontiguousarray(t, dtype=np.float32)))
+            wv = clear_weight(torch.from_numpy(np.ascontiguousarray(t, dtype=np.float32)), *self.clear_band)
             wv = F.pad(wv, (0, dv.shape[3] - wv.shape[3], 0, dv.shape[2] - wv.shape[2]), mode="replicate")
-            # soft choice by 3x3 energy: VIS unless the IR's energy is DETAIL_VIS_BIAS times larger
+            # soft choice by 3x3 energy: VIS unless the IR's energy is detail_bias times larger
             # in clear air, IR in thick smoke (chosen on the validation slice: docs/inference.md)
-            a = soft_weight(DETAIL_VIS_BIAS * wv * _energy3(dv), _energy3(di), DETAIL_POWER, 1.0)
+            a = soft_weight(self.detail_bias * wv * _energy3(dv), _energy3(di), self.detail_power, 1.0)
             detail = torch.lerp(di, dv, a)                       # a * dv + (1 - a) * di
             out_lo = self.inner.fuse(lv, li, strategy, t=self._low(t))
         return self._finish(out_lo, detail, *vis_y.shape[2:])
