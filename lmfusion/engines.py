@@ -69,9 +69,9 @@ class ReducedResEngine:
 
     # The soft choice of the full-resolution detail (docs/inference.md): VIS weight from
     # (detail_bias * w * E_vis)^(p/2) against E_ir^(p/2), p = detail_power, w = clear_weight(t, *clear_band).
-    detail_bias = 3.0
+    detail_bias = 4.0
     detail_power = 6.0
-    clear_band = (0.15, 0.6)
+    clear_band = (0.2, 0.7)
 
     def __init__(self, inner, factor: int = 2, multiple: int = 1):
         if factor < 2:
