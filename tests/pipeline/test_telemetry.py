@@ -34,3 +34,14 @@ def test_node_stats_skip_latency_of_media_clock_frames():
     s.count_out(0.0, clock="media")
     assert s.message({})["lat_ms"] == [] and s.packets_out == 1
     assert percentiles([]) == (None, None)
+
+
+def test_node_view_keeps_the_newest_latency_samples_as_8_byte_doubles(monkeypatch):
+    import pipeline.telemetry as T
+    monkeypatch.setattr(T, "LATENCY_KEEP", 5)
+    v = NodeView("fusion")
+    for k in range(3):
+        v.update({"lat_ms": [10.0 * k + i for i in range(3)]})
+    assert list(v.latencies) == [11.0, 12.0, 20.0, 21.0, 22.0]      # the oldest dropped first
+    assert v.latencies.itemsize == 8                                  # not a list of Python floats
+    assert percentiles(v.latencies) == (20.0, 21.96)
