@@ -18,7 +18,7 @@ import torch
 from .engines import make_engine
 from .errors import ConfigError, InputError, WeightsError
 from .networks import NEEDS_T, STRATEGIES, clear_weight
-from .smoke_model import dehaze, smoke_stats
+from .smoke_model import dehaze
 from .weights import DEFAULT_FILE, load_model
 
 MODEL_FILES = {"default": DEFAULT_FILE, "paper": "lmfusion_paper.safetensors"}
@@ -60,6 +60,13 @@ def _fade_chroma(crcb: np.ndarray, w: np.ndarray) -> np.ndarray:
     128 + (c - 128) * w, rounded, per pixel (one OpenCV blend per channel)."""
     gray = np.full(w.shape, 128, np.uint8)
     return cv2.merge([cv2.blendLinear(np.ascontiguousarray(crcb[..., k]), gray, w, 1 - w) for k in (0, 1)])
+
+
+def smoke_stats(t: np.ndarray) -> dict[str, float]:
+    """The per-frame smoke summary detectors get, from t (HxW, 1 = clear air): coverage (fraction
+    of pixels with t < 0.5) and mean_t."""
+    t = np.asarray(t, dtype=np.float32)
+    return {"coverage": np.count_nonzero(t < 0.5) / t.size, "mean_t": float(t.mean())}
 
 
 @dataclass
@@ -151,7 +158,9 @@ class Fuser:
         colour = [v.ndim == 3 and v.shape[2] == 3 for v in vis_list]
         rgb = torch.from_numpy(np.stack([cv2.cvtColor(v, cv2.COLOR_BGR2RGB) if c else v.reshape(*v.shape[:2], 1)
                                          for v, c in zip(vis_list, colour)]))
-        rgb = rgb.permute(0, 3, 1, 2).float().div_(255)      # (B, 3|1, H, W) RGB; gray stays 1 channel
+        # (B, 3|1, H, W) RGB; gray stays 1 channel. Contiguous (a uint8 copy): on a channels-last
+        # view, dehazing against the (B,1,H,W) t takes 0.63 instead of 0.10 CPU-ms at 320x256
+        rgb = rgb.permute(0, 3, 1, 2).contiguous().float().div_(255)
         ir = None
         if ir_list is not None:
             ir = torch.from_numpy(np.stack(ir_list))[:, None].float().div_(255)
@@ -192,7 +201,7 @@ class Fuser:
                 c = _fade_chroma(c, clear_weight(torch.from_numpy(t[b, 0])).numpy())
             tb = None if t is None else t[b, 0]
             res.append(FusionResult(_merge_y(self._to_u8(out[b], h, w), c), tb,
-                                    None if tb is None else smoke_stats(torch.from_numpy(tb))))
+                                    None if tb is None else smoke_stats(tb)))
         return res
 
     def smoke_map(self, vis: np.ndarray, ir: np.ndarray | None = None) -> np.ndarray:
