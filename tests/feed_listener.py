@@ -16,6 +16,7 @@ class FeedRow(NamedTuple):
     t_wall: float
     meta: dict
     shapes: dict            # buffer name -> shape
+    dtypes: dict            # buffer name -> numpy dtype
 
 
 class FeedListener(threading.Thread):
@@ -38,6 +39,7 @@ class FeedListener(threading.Thread):
             if s.poll(20):
                 p = decode(s.recv_multipart(copy=False))
                 self.rows.append(FeedRow(time.monotonic(), p.kind, p.seq, p.t_mono, p.t_wall, dict(p.meta),
-                                         {k: v.shape for k, v in p.buffers.items()}))
+                                         {k: v.shape for k, v in p.buffers.items()},
+                                         {k: v.dtype for k, v in p.buffers.items()}))
         s.close(0)
         ctx.term()

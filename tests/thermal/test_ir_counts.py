@@ -168,42 +168,35 @@ def test_bad_ir_camera_keys_name_the_key(tmp_path, override, message):
 
 
 def test_radiometric_demo_publishes_temperatures_and_counts_on_the_detector_feed(tmp_path):
-    import zmq
-
-    from pipeline.codec import decode
+    from feed_listener import FeedListener
     feed_ep = f"ipc://{tmp_path}/feed.sock"
     cmd = [sys.executable, str(REPO / "run_stream.py"), "--config", str(REPO / "configs/demo_radiometric.yaml"),
            "--quiet", "--fuser", "laplacian", "--duration", "0", "--output", str(tmp_path / "rec"),
            "--set", "capture_ir.smoke=0", "--set", "capture_vis.smoke=0",
            "--set", "pipeline.startup_timeout_s=180", "--set", f"detector_feed.endpoint=pub+bind:{feed_ep}"]
-    ctx = zmq.Context()
-    sub = ctx.socket(zmq.SUB)
-    sub.setsockopt(zmq.SUBSCRIBE, b"")
-    sub.setsockopt(zmq.LINGER, 0)
-    sub.connect(feed_ep)
+    feed = FeedListener(feed_ep)
+    feed.start()
     run = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    got = []
     try:
-        while len(got) < 10 and run.poll() is None:
-            if sub.poll(200):
-                p = decode(sub.recv_multipart())
-                if p.kind == "fused":
-                    got.append(p)
+        deadline = time.monotonic() + 240
+        while len(feed.fused()) < 10 and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
         sub_out = subprocess.run([sys.executable, str(REPO / "examples/hotspot_subscriber.py"),
                                   "--endpoint", f"sub+connect:{feed_ep}", "--count", "3", "--timeout", "60"],
                                  cwd=REPO, capture_output=True, text=True, timeout=120)
     finally:
         run.send_signal(signal.SIGINT)
         _, err = run.communicate(timeout=90)
-        sub.close(0)
-        ctx.term()
+        feed.stop.set()
+        feed.join(5)
+    got = feed.fused()[:10]
     assert run.returncode == 0, err[-2000:]
     assert len(got) == 10
     fx, fy, fc = fire_truth()
     for p in got:
         t = p.meta["ir_temperature_c"]
-        assert p.buffers["ir_counts"].dtype == np.uint16 and p.buffers["ir"].dtype == np.uint8
+        assert p.dtypes["ir_counts"] == np.uint16 and p.dtypes["ir"] == np.uint8
         assert t["hottest"]["c"] == pytest.approx(fc, abs=1.0)
         assert np.hypot(t["hottest"]["x"] - fx, t["hottest"]["y"] - fy) <= 2.0
         assert t["min"] < t["p99"] < t["max"] and p.meta["ir_frozen"] is False
