@@ -136,88 +136,128 @@ def _norm_frame(size) -> np.ndarray:
     return np.array([[1 / s, 0, -(w - 1) / (2 * s)], [0, 1 / s, -(h - 1) / (2 * s)], [0, 0, 1.0]])
 
 
-def ecc_align(template: np.ndarray, image: np.ndarray, warp: np.ndarray, iters: int, eps: float,
-              mask: np.ndarray | None = None, affine: bool = False,
-              weight: np.ndarray | None = None) -> tuple[float, np.ndarray] | None:
-    """ECC alignment (Evangelidis & Psarakis 2008, forward additive, the algorithm of
-    cv2.findTransformECC) of a homography (or affine) warp, with a step that never lowers the
-    correlation. Returns (correlation, 3x3 warp template px -> image px), or None on no overlap.
+class _EccProblem:
+    """What every ecc_align iteration shares, in frame-centred coordinates scaled to +-1: the
+    image with its gradients, where it may be sampled, the template and its pixel grid."""
 
-    template: HxW or HxWxC float32; image: H'xW'[xC] float32 (same C); warp: 3x3 start;
-    mask: uint8 H'xW', nonzero where the image holds data. weight: HxW float32 >= 0 in template
-    coords, each pixel's weight in the correlation (a weighted ECC; None = all 1; step 6 of the
-    module docstring). Each channel is centred on its own.
+    def __init__(self, template: np.ndarray, image: np.ndarray, mask: np.ndarray | None,
+                 weight: np.ndarray | None, affine: bool):
+        h, w = template.shape[:2]
+        c = 1 if template.ndim == 2 else template.shape[2]
+        hi, wi = image.shape[:2]
+        self.size, self.c, self.affine = (w, h), c, affine
+        self.n_t, self.n_i = _norm_frame((w, h)), _norm_frame((wi, hi))
+        self.inv_ni = np.linalg.inv(self.n_i)
+        self.s_i = 1.0 / self.n_i[0, 0]
+        self.stack = self._image_stack(image.reshape(hi, wi, c))
+        self.valid = self._sampling_mask(mask, (hi, wi))
+        self.tmpl = np.ascontiguousarray(template.reshape(h, w, c).transpose(2, 0, 1))   # C x H x W
+        ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+        self.xn = xs * np.float32(self.n_t[0, 0]) + np.float32(self.n_t[0, 2])        # H x W, in [-1, 1]
+        self.yn = ys * np.float32(self.n_t[1, 1]) + np.float32(self.n_t[1, 2])
+        self.corners_t = np.hstack([apply(self.n_t, corners((w, h))), np.ones((4, 1))])  # 4 x 3, normalised
+        self.npar = 6 if affine else 8
+        self.jac = np.empty((self.npar, c, h, w), np.float32)    # d(warped image)/d(parameter), channel-first
+        self.sqrt_w = None if weight is None else np.sqrt(np.maximum(weight, 0)).astype(np.float32)
 
-    Parameters live in frame-centred coordinates scaled to +-1 (a well-conditioned Gauss-Newton
-    system in float64); a step that would lower the correlation is halved. It stops when the
-    frame corners move < 0.02 px or the gain is < eps. Why not cv2.findTransformECC, whose
-    iterates keep jumping on cross-modal maps: docs/calibration.md.
-    """
-    h, w = template.shape[:2]
-    c = 1 if template.ndim == 2 else template.shape[2]
-    hi, wi = image.shape[:2]
-    n_t, n_i = _norm_frame((w, h)), _norm_frame((wi, hi))
-    s_i = 1.0 / n_i[0, 0]
-    img = image.reshape(hi, wi, c)
-    # Image gradients per unit of normalised image coordinates (Sobel gain 8 removed).
-    gx = cv2.Sobel(img, cv2.CV_32F, 1, 0, ksize=3).reshape(hi, wi, c) * np.float32(0.125 * s_i)
-    gy = cv2.Sobel(img, cv2.CV_32F, 0, 1, ksize=3).reshape(hi, wi, c) * np.float32(0.125 * s_i)
-    stack = np.ascontiguousarray(np.concatenate([img, gx, gy], axis=2))   # H' x W' x 3C, warped at once
-    # Sample only where the image, its 3x3 gradients and the bilinear interpolation between
-    # pixels all see data: 2 px inside every no-data edge and the frame border. Without this
-    # margin the step into the no-data fill (and the frame edge) pulls the warp: measured on a
-    # masked 320x256 pair, a 1.5 px shift was found 1.3 px off instead of 0.01 px.
-    valid = np.full((hi, wi), 255, np.uint8) if mask is None else mask
-    valid = cv2.erode(valid, np.ones((5, 5), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
-    tmpl = np.ascontiguousarray(template.reshape(h, w, c).transpose(2, 0, 1))   # C x H x W
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    xn = xs * np.float32(n_t[0, 0]) + np.float32(n_t[0, 2])                    # H x W, in [-1, 1]
-    yn = ys * np.float32(n_t[1, 1]) + np.float32(n_t[1, 2])
-    inv_ni = np.linalg.inv(n_i)
-    wn = n_i @ warp @ np.linalg.inv(n_t)          # the warp between normalised coordinates
-    wn = wn / wn[2, 2]
-    corners_t = np.hstack([apply(n_t, corners((w, h))), np.ones((4, 1))])     # 4 x 3, normalised
-    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
-    npar = 6 if affine else 8
-    if affine:
-        wn[2] = [0.0, 0.0, 1.0]
-    jac = np.empty((npar, c, h, w), np.float32)    # d(warped image)/d(parameter), channel-first
-    sqrt_w = None if weight is None else np.sqrt(np.maximum(weight, 0)).astype(np.float32)
+    def _image_stack(self, img: np.ndarray) -> np.ndarray:
+        """H' x W' x 3C: the image and its gradients, warped at once."""
+        hi, wi, c = img.shape
+        # Image gradients per unit of normalised image coordinates (Sobel gain 8 removed).
+        gx = cv2.Sobel(img, cv2.CV_32F, 1, 0, ksize=3).reshape(hi, wi, c) * np.float32(0.125 * self.s_i)
+        gy = cv2.Sobel(img, cv2.CV_32F, 0, 1, ksize=3).reshape(hi, wi, c) * np.float32(0.125 * self.s_i)
+        return np.ascontiguousarray(np.concatenate([img, gx, gy], axis=2))
 
-    def evaluate(wn):
+    @staticmethod
+    def _sampling_mask(mask: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
+        """uint8 H'xW', nonzero where the image may be sampled.
+
+        Only where the image, its 3x3 gradients and the bilinear interpolation between pixels
+        all see data: 2 px inside every no-data edge and the frame border. Without this margin
+        the step into the no-data fill (and the frame edge) pulls the warp: measured on a
+        masked 320x256 pair, a 1.5 px shift was found 1.3 px off instead of 0.01 px.
+        """
+        valid = np.full(shape, 255, np.uint8) if mask is None else mask
+        return cv2.erode(valid, np.ones((5, 5), np.uint8), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+
+    def to_normalised(self, warp: np.ndarray) -> np.ndarray:
+        """A 3x3 warp template px -> image px as the warp between normalised coordinates."""
+        wn = self.n_i @ warp @ np.linalg.inv(self.n_t)
+        wn = wn / wn[2, 2]
+        if self.affine:
+            wn[2] = [0.0, 0.0, 1.0]
+        return wn
+
+    def to_pixels(self, wn: np.ndarray) -> np.ndarray:
+        """A warp between normalised coordinates as a 3x3 warp template px -> image px."""
+        return self.inv_ni @ wn @ self.n_t
+
+    def corner_move(self, wn_a: np.ndarray, wn_b: np.ndarray) -> float:
+        """Largest distance, image px, between the template corners under two warps."""
+        def corners_n(wn):
+            p = self.corners_t @ wn.T
+            return p[:, :2] / p[:, 2:]
+        return float(np.abs(corners_n(wn_a) - corners_n(wn_b)).max()) * self.s_i
+
+    def evaluate(self, wn: np.ndarray) -> tuple[float, np.ndarray | None] | None:
         """Correlation and the Gauss-Newton step at warp wn (None if no overlap)."""
-        wpx = inv_ni @ wn @ n_t
-        sw = cv2.split(cv2.warpPerspective(stack, wpx, (w, h), flags=flags).reshape(h, w, 3 * c))
-        m = cv2.warpPerspective(valid, wpx, (w, h), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP) > 0
-        if int(np.count_nonzero(m)) < 16:
+        sampled = self._sample(wn)
+        if sampled is None:
             return None
-        mf = m.astype(np.float32)
-        if sqrt_w is not None:
-            mf *= sqrt_w                           # every product below is then weighted by weight
+        sw, mf = sampled
         rv = mf.reshape(-1)
         n = float(rv @ rv)                         # the pixel count (sum of weights)
         if n <= 0:
             return None
+        c = self.c
+        iw = np.stack(sw[:c]) * mf                 # C x H x W
+        t = self.tmpl * mf
+        self._fill_jacobian(sw, mf, wn)
+        return self._step(iw, t, rv, n)
+
+    def _sample(self, wn: np.ndarray) -> tuple[list[np.ndarray], np.ndarray] | None:
+        """The image stack warped onto the template (3C planes) and the float32 HxW mask of
+        valid pixels times sqrt(weight); None when fewer than 16 pixels are valid."""
+        w, h = self.size
+        wpx = self.to_pixels(wn)
+        warped = cv2.warpPerspective(self.stack, wpx, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+        sw = cv2.split(warped.reshape(h, w, 3 * self.c))
+        m = cv2.warpPerspective(self.valid, wpx, (w, h), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP) > 0
+        if int(np.count_nonzero(m)) < 16:
+            return None
+        mf = m.astype(np.float32)
+        if self.sqrt_w is not None:
+            mf *= self.sqrt_w                      # every product below is then weighted by weight
+        return sw, mf
+
+    def _fill_jacobian(self, sw: list[np.ndarray], mf: np.ndarray, wn: np.ndarray) -> None:
+        """self.jac = d(warped image)/d(parameter) at wn, masked by mf."""
+        c, xn, yn, jac = self.c, self.xn, self.yn, self.jac
         den = np.float32(wn[2, 0]) * xn + np.float32(wn[2, 1]) * yn + np.float32(1.0)
         inv_d = mf / den                          # 0 outside the valid area: masks everything below
         u = (np.float32(wn[0, 0]) * xn + np.float32(wn[0, 1]) * yn + np.float32(wn[0, 2])) / den
         v = (np.float32(wn[1, 0]) * xn + np.float32(wn[1, 1]) * yn + np.float32(wn[1, 2])) / den
-        iw = np.stack(sw[:c]) * mf                 # C x H x W
-        t = tmpl * mf
         a = np.stack(sw[c:2 * c]) * inv_d          # d(image)/d(u) / den, masked
         b = np.stack(sw[2 * c:]) * inv_d
         q = -(a * u + b * v)
-        for k, g in enumerate((a, b) if affine else (a, b, q)):  # (x, y, 1) times a, b; (x, y) times q
+        for k, g in enumerate((a, b) if self.affine else (a, b, q)):  # (x, y, 1) times a, b; (x, y) times q
             np.multiply(g, xn, out=jac[3 * k])
             np.multiply(g, yn, out=jac[3 * k + 1])
             if k < 2:
                 jac[3 * k + 2] = g
-        j2 = jac.reshape(npar, -1)                 # npar x CHW
+
+    def _step(self, iw: np.ndarray, t: np.ndarray, rv: np.ndarray,
+              n: float) -> tuple[float, np.ndarray | None] | None:
+        """Correlation of the masked warped image iw and template t, and ECC's Gauss-Newton
+        step (3x3, to add to the warp; None when it would minimise)."""
+        c, npar = self.c, self.npar
+        hw = self.size[0] * self.size[1]
+        j2 = self.jac.reshape(npar, -1)            # npar x CHW
         iwv, tv = iw.reshape(-1), t.reshape(-1)
         # Inner products over valid pixels, each channel centred: sum(xy) - sum(x) sum(y) / n.
-        sj = (jac.reshape(npar * c, h * w) @ rv).reshape(npar, c).astype(np.float64)
-        si = (iw.reshape(c, h * w) @ rv).astype(np.float64)
-        st = (t.reshape(c, h * w) @ rv).astype(np.float64)
+        sj = (self.jac.reshape(npar * c, hw) @ rv).reshape(npar, c).astype(np.float64)
+        si = (iw.reshape(c, hw) @ rv).astype(np.float64)
+        st = (t.reshape(c, hw) @ rv).astype(np.float64)
         hess = (j2 @ j2.T).astype(np.float64) - sj @ sj.T / n
         j_i = (j2 @ iwv).astype(np.float64) - sj @ si / n
         j_t = (j2 @ tv).astype(np.float64) - sj @ st / n
@@ -240,21 +280,20 @@ def ecc_align(template: np.ndarray, image: np.ndarray, warp: np.ndarray, iters: 
         dp[:npar] = pinv @ ((lam_n / lam_d) * j_t - j_i)
         return rho, np.array([[dp[0], dp[1], dp[2]], [dp[3], dp[4], dp[5]], [dp[6], dp[7], 0.0]])
 
-    def corners_n(wn):
-        p = corners_t @ wn.T
-        return p[:, :2] / p[:, 2:]
 
-    res = evaluate(wn)
-    if res is None:
-        return None
-    rho, step = res
+def _ecc_climb(problem: _EccProblem, wn: np.ndarray, rho: float, step: np.ndarray | None, iters: int,
+               eps: float) -> tuple[float, np.ndarray]:
+    """Take Gauss-Newton steps from wn (correlation rho, next step `step`) while they raise the
+    correlation; a step that lowers it is halved, at most 4 times. Returns (rho, wn) at the end.
+
+    Stops when the frame corners move < 0.02 px, the gain is < eps, or after `iters` steps."""
     halvings = 0
     for _ in range(iters):
         if step is None:
             break
         trial = wn + step
-        moved = float(np.abs(corners_n(trial) - corners_n(wn)).max()) * s_i
-        res = evaluate(trial)
+        moved = problem.corner_move(trial, wn)
+        res = problem.evaluate(trial)
         if res is None or res[0] < rho:
             # The correlation fell: the linearisation overshot. Halve the step, at most 4 times.
             halvings += 1
@@ -267,7 +306,33 @@ def ecc_align(template: np.ndarray, image: np.ndarray, warp: np.ndarray, iters: 
         wn, (rho, step) = trial, res            # only steps that raise the correlation are taken
         if moved < 0.02 or gain < eps:
             break
-    out = inv_ni @ wn @ n_t
+    return rho, wn
+
+
+def ecc_align(template: np.ndarray, image: np.ndarray, warp: np.ndarray, iters: int, eps: float,
+              mask: np.ndarray | None = None, affine: bool = False,
+              weight: np.ndarray | None = None) -> tuple[float, np.ndarray] | None:
+    """ECC alignment (Evangelidis & Psarakis 2008, forward additive, the algorithm of
+    cv2.findTransformECC) of a homography (or affine) warp, with a step that never lowers the
+    correlation. Returns (correlation, 3x3 warp template px -> image px), or None on no overlap.
+
+    template: HxW or HxWxC float32; image: H'xW'[xC] float32 (same C); warp: 3x3 start;
+    mask: uint8 H'xW', nonzero where the image holds data. weight: HxW float32 >= 0 in template
+    coords, each pixel's weight in the correlation (a weighted ECC; None = all 1; step 6 of the
+    module docstring). Each channel is centred on its own.
+
+    Parameters live in frame-centred coordinates scaled to +-1 (a well-conditioned Gauss-Newton
+    system in float64); a step that would lower the correlation is halved. It stops when the
+    frame corners move < 0.02 px or the gain is < eps. Why not cv2.findTransformECC, whose
+    iterates keep jumping on cross-modal maps: docs/calibration.md.
+    """
+    problem = _EccProblem(template, image, mask, weight, affine)
+    wn = problem.to_normalised(warp)
+    res = problem.evaluate(wn)
+    if res is None:
+        return None
+    rho, wn = _ecc_climb(problem, wn, res[0], res[1], iters, eps)
+    out = problem.to_pixels(wn)
     if not np.all(np.isfinite(out)) or abs(np.linalg.det(out)) < 1e-12:
         return None
     return float(rho), out / out[2, 2]

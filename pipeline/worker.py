@@ -160,6 +160,103 @@ def _stage_stats(stage: Any) -> dict:
     return st
 
 
+def _curve_keys(security: dict, ep) -> CurveKeys | None:
+    """The CURVE keys for one endpoint, or None where it runs in the clear."""
+    # pipeline.security decides per endpoint; the config check already refused missing keys.
+    if not security or not needs_curve(ep.address, security.get("curve", "auto")):
+        return None
+    try:
+        return keys_for(security, ep.bind)
+    except SecurityError:
+        if security.get("insecure"):
+            return None
+        raise
+
+
+def _authenticator(spec: dict, ctx: zmq.Context) -> Authenticator | None:
+    """An Authenticator (lets in only allowed client keys) when an endpoint this node binds
+    needs CURVE, else None."""
+    security = spec.get("security") or {}
+    eps = [parse_endpoint(i["endpoint"], True) for i in spec["inputs"]] + \
+          [parse_endpoint(o["endpoint"], True) for o in spec["outputs"]]
+    if any(ep.bind and _curve_keys(security, ep) is not None for ep in eps):
+        return Authenticator(ctx, security["allowed_clients"])
+    return None
+
+
+def _open_sockets(spec: dict, ctx: zmq.Context, receivers: list[PacketReceiver],
+                  senders: list[PacketSender]) -> None:
+    """One receiver per input and one sender per output, appended as each opens (so the caller
+    closes those that opened when a later one fails)."""
+    name = spec["name"]
+    security = spec.get("security") or {}
+    for i in spec["inputs"]:
+        ep = parse_endpoint(i["endpoint"], True)
+        receivers.append(PacketReceiver(ctx, ep, i["policy"], name=f"{name}<-{i.get('name', '')}",
+                                        queue_len=i.get("queue_len", 2), curve=_curve_keys(security, ep)))
+    for o in spec["outputs"]:
+        ep = parse_endpoint(o["endpoint"], True)
+        senders.append(PacketSender(ctx, ep, block=o["block"], name=f"{name}->{o.get('name', '')}",
+                                    curve=_curve_keys(security, ep), max_fps=float(o.get("max_fps") or 0.0)))
+
+
+def _wait_for_go(go: threading.Event | SignalFlag, stop: threading.Event | SignalFlag) -> None:
+    """Block until go or stop is set, checking stop every READ_SLICE_S."""
+    while not go.wait(READ_SLICE_S):
+        if stop.is_set():
+            break
+
+
+def _source_at_go(spec: dict, source: Any) -> Any:
+    """The source to start now, with the runner's go time as its clock origin.
+
+    Sources with a media clock get the go time the runner wrote as their origin (a new
+    instance), so both cameras' timestamps (and a synthetic world's time) agree exactly however
+    the two processes are scheduled; others (live cameras) wait for that time and start as they are."""
+    try:
+        go_at = float(open(spec["go_file"]).read())
+    except (OSError, ValueError, KeyError):
+        go_at = time.monotonic()
+    config = getattr(source, "config", None)
+    if dataclasses.is_dataclass(config) and getattr(config, "clock_origin_mono", 0) is None:
+        return instantiate(spec, clock_origin_mono=go_at)
+    time.sleep(min(max(0.0, go_at - time.monotonic()), 5.0))
+    return source
+
+
+def _report_failure(control: _Control, name: str, e: Exception) -> None:
+    """Send a fatal error's one-line reason to the runner (call inside the except block)."""
+    log.debug("%s failed:\n%s", name, traceback.format_exc())
+    # An error that says a restart cannot help (a full disk) ends the run at once.
+    control.send("error", reason=one_line(e),
+                 **({"restart": False} if getattr(e, "restartable", True) is False else {}))
+
+
+def _stop_stage(stage: Any, name: str, status: int, control: _Control) -> int:
+    """Run stage.stop(); returns the exit status, 1 when stop() fails on an otherwise clean exit."""
+    try:
+        stage.stop()
+    except Exception as e:
+        if status == 0:
+            status = 1
+            control.send("error", reason=f"stop(): {one_line(e)}")
+        else:
+            log.warning("%s: stop() after failure also failed: %s", name, one_line(e))
+    return status
+
+
+def _close_sockets(receivers: list[PacketReceiver], senders: list[PacketSender],
+                   auth: Authenticator | None, clean: bool) -> None:
+    """Close every data socket and the authenticator."""
+    for r in receivers:
+        r.close()
+    for s in senders:
+        # A clean exit just queued end-of-stream: let it leave. A failed one must not wait.
+        s.close(Defaults.FLUSH_LINGER_MS if clean else 0)
+    if auth is not None:
+        auth.stop()
+
+
 def run_node(spec: dict, ctx: zmq.Context, stop: threading.Event | SignalFlag,
              go: threading.Event | SignalFlag, hurry: threading.Event | SignalFlag | None = None) -> int:
     """Run one node until end-of-stream, stop, or failure. Returns the exit status (0 or 1).
@@ -167,95 +264,39 @@ def run_node(spec: dict, ctx: zmq.Context, stop: threading.Event | SignalFlag,
     stop: finish gracefully (sources send end-of-stream; others drain until it arrives).
     hurry: stop now without waiting for end-of-stream (stop() still runs, sinks finalise)."""
     hurry = hurry or threading.Event()
-
     name, role = spec["name"], spec["role"]
     control = _Control(ctx, spec["control"], name, int(spec.get("incarnation", 0)))
     stats = NodeStats(name)
     receivers: list[PacketReceiver] = []
     senders: list[PacketSender] = []
-    stage = None
-    status = 0
-    started = False
-    auth = None
+    stage, auth = None, None
+    status, started = 0, False
     try:
         stage = instantiate(spec)
-        security = spec.get("security") or {}
-
-        def curve(ep) -> CurveKeys | None:
-            # pipeline.security decides per endpoint; the config check already refused missing keys.
-            if not security or not needs_curve(ep.address, security.get("curve", "auto")):
-                return None
-            try:
-                return keys_for(security, ep.bind)
-            except SecurityError:
-                if security.get("insecure"):
-                    return None
-                raise
-
-        eps = [parse_endpoint(i["endpoint"], True) for i in spec["inputs"]] + \
-              [parse_endpoint(o["endpoint"], True) for o in spec["outputs"]]
-        if any(ep.bind and curve(ep) is not None for ep in eps):
-            auth = Authenticator(ctx, security["allowed_clients"])   # lets in only allowed client keys
-        for i in spec["inputs"]:
-            ep = parse_endpoint(i["endpoint"], True)
-            receivers.append(PacketReceiver(ctx, ep, i["policy"], name=f"{name}<-{i.get('name', '')}",
-                                            queue_len=i.get("queue_len", 2), curve=curve(ep)))
-        for o in spec["outputs"]:
-            ep = parse_endpoint(o["endpoint"], True)
-            senders.append(PacketSender(ctx, ep, block=o["block"], name=f"{name}->{o.get('name', '')}",
-                                        curve=curve(ep), max_fps=float(o.get("max_fps") or 0.0)))
+        auth = _authenticator(spec, ctx)
+        _open_sockets(spec, ctx, receivers, senders)
         if role != "source":
             stage.start()
             started = True
         control.send("ready", pid=os.getpid())
         if role == "source":
-            while not go.wait(READ_SLICE_S):
-                if stop.is_set():
-                    break
-            # Started only now. Sources with a media clock get the go time the runner wrote as
-            # their origin, so both cameras' timestamps (and a synthetic world's time) agree
-            # exactly however the two processes are scheduled; live cameras simply start now.
+            _wait_for_go(go, stop)
             if not stop.is_set():
-                try:
-                    go_at = float(open(spec["go_file"]).read())
-                except (OSError, ValueError, KeyError):
-                    go_at = time.monotonic()
-                config = getattr(stage, "config", None)
-                if dataclasses.is_dataclass(config) and getattr(config, "clock_origin_mono", 0) is None:
-                    stage = instantiate(spec, clock_origin_mono=go_at)
-                else:
-                    time.sleep(min(max(0.0, go_at - time.monotonic()), 5.0))
+                stage = _source_at_go(spec, stage)
                 stage.start()
                 started = True
-        if role == "source":
             _source_loop(spec, stage, receivers, senders, control, stats, stop, hurry)
         else:
             _StageLoop(spec, stage, receivers, senders, control, stats, stop, hurry).run()
     except Exception as e:
         status = 1
-        reason = one_line(e)
-        log.debug("%s failed:\n%s", name, traceback.format_exc())
-        # An error that says a restart cannot help (a full disk) ends the run at once.
-        control.send("error", reason=reason, **({"restart": False} if getattr(e, "restartable", True) is False else {}))
+        _report_failure(control, name, e)
     finally:
         if stage is not None and started:
-            try:
-                stage.stop()
-            except Exception as e:
-                if status == 0:
-                    status = 1
-                    control.send("error", reason=f"stop(): {one_line(e)}")
-                else:
-                    log.warning("%s: stop() after failure also failed: %s", name, one_line(e))
+            status = _stop_stage(stage, name, status, control)
         control.send("stats", **stats.message(_stats_extra(stage, receivers, senders)))
         control.send("done", status=status)
-        for r in receivers:
-            r.close()
-        for s in senders:
-            # A clean exit just queued end-of-stream: let it leave. A failed one must not wait.
-            s.close(Defaults.FLUSH_LINGER_MS if status == 0 else 0)
-        if auth is not None:
-            auth.stop()
+        _close_sockets(receivers, senders, auth, status == 0)
         control.close()
     return status
 
