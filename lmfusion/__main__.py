@@ -5,6 +5,7 @@
     python -m lmfusion train stage1 --config configs/train/stage1.yaml
     python -m lmfusion train stage2 --config configs/train/stage2_paper.yaml
     python -m lmfusion train smoke --out runs/smoke --steps 2500   # the smoke model (SmokeNet)
+    python -m lmfusion train smoke --out runs/ft --init weights/lmfusion.safetensors --steps 800 --lr 5e-4
     python -m lmfusion evaluate --out docs/eval
 """
 from __future__ import annotations
@@ -37,8 +38,8 @@ def _train(args: argparse.Namespace) -> int:
 def _train_smoke(args: argparse.Namespace) -> int:
     from .train_smoke import TrainSmokeConfig, assemble, train
     out = Path(args.out or "runs/smoke")
-    cfg = TrainSmokeConfig(**({"steps": args.steps} if args.steps else {}))
-    train(out, cfg, resume=True)
+    cfg = TrainSmokeConfig(**({"steps": args.steps} if args.steps else {}), **({"lr": args.lr} if args.lr else {}))
+    train(out, cfg, resume=True, init=Path(args.init) if args.init else None)
     path = assemble(Path(args.base), out / "smoke_last.safetensors", out / "model.safetensors",
                     provenance={"smoke_training": {"steps": cfg.steps, "batch": cfg.batch}})
     print(f"[train] weights: {path}")
@@ -55,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--base", default="weights/lmfusion.safetensors",
                    help="smoke: the weights file whose autoencoder the new model keeps")
     t.add_argument("--steps", type=int, help="override the config's steps")
+    t.add_argument("--lr", type=float, help="smoke: peak learning rate (default 2e-3)")
+    t.add_argument("--init", help="smoke: fine-tune the SmokeNet of this weights file (when not resuming)")
     t.add_argument("--out", help="override the output folder")
     t.set_defaults(fn=_train)
     from . import cli_commands  # fuse / clear / evaluate

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 KINDS = ("turbulent", "plume", "uniform", "depth")
+SCENE_KIND = "scene"   # haze over a pseudo-depth that follows the image's regions (needs the image)
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,42 @@ def _plumes(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     return np.clip(field / max(field.max(), 1e-6), 0, 1)
 
 
+def scene_depth(img: np.ndarray, rng: np.random.Generator, regions: int = 8) -> np.ndarray:
+    """Pseudo-depth in [0.2, 1] that follows the image: (H,W[,3]) float32 -> (H,W) float32.
+
+    Rooms are planes and objects, each at its own distance, with depth edges on image edges.
+    The image is cut into ``regions`` colour-and-position clusters (k-means at 1/8 size); each
+    gets a random depth offset on top of a ramp in a random direction, and a guided filter with
+    the image as guide smooths the field inside regions while keeping their borders. Which colour
+    is far is random per image, so no colour-to-depth rule can be learned from it.
+    """
+    h, w = img.shape[:2]
+    gray = img.mean(2) if img.ndim == 3 else img
+    sh, sw = max(8, h // 8), max(8, w // 8)
+    small = cv2.resize(img, (sw, sh), interpolation=cv2.INTER_AREA).reshape(sh, sw, -1)
+    yy, xx = np.mgrid[0:sh, 0:sw].astype(np.float32)
+    feats = np.concatenate([small.reshape(sh * sw, -1) * 2.0, (yy / sh).reshape(-1, 1),
+                            (xx / sw).reshape(-1, 1)], 1).astype(np.float32)
+    cv2.setRNGSeed(int(rng.integers(1 << 30)))
+    crit = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 10, 1e-3)
+    _, labels, _ = cv2.kmeans(feats, regions, None, crit, 1, cv2.KMEANS_PP_CENTERS)
+    offsets = rng.random(regions).astype(np.float32)
+    seg = cv2.resize(offsets[labels.reshape(sh, sw)], (w, h), interpolation=cv2.INTER_NEAREST)
+    ang = rng.uniform(0, 2 * np.pi)
+    Y, X = np.mgrid[0:h, 0:w].astype(np.float32)
+    ramp = np.cos(ang) * X / w + np.sin(ang) * Y / h
+    ramp = (ramp - ramp.min()) / max(ramp.max() - ramp.min(), 1e-6)
+    mix = rng.uniform(0.3, 0.7)
+    d = mix * seg + (1 - mix) * ramp
+    r = max(2, min(h, w) // 40)
+    box = lambda x: cv2.boxFilter(x, -1, (2 * r + 1, 2 * r + 1), borderType=cv2.BORDER_REFLECT)
+    g = gray.astype(np.float32)
+    mg, md = box(g), box(d)
+    a = (box(g * d) - mg * md) / (box(g * g) - mg * mg + 1e-3)
+    d = box(a) * g + box(md - a * mg)
+    return np.clip(0.2 + 0.8 * d, 0, 1).astype(np.float32)   # the nearest surface is not at 0
+
+
 def density_field(kind: str, h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     """Normalised optical-depth shape in [0, 1], (h, w) float32."""
     return _density_field(kind, h, w, rng).astype(np.float32)
@@ -85,7 +122,7 @@ def _density_field(kind: str, h: int, w: int, rng: np.random.Generator) -> np.nd
         ramp = (ramp - ramp.min()) / max(ramp.max() - ramp.min(), 1e-6)
         d = 0.7 * ramp + 0.3 * fractal_noise(h, w, rng, octaves=3)
         return np.clip(0.2 + 0.8 * d, 0, 1)
-    raise ValueError(f"smoke kind {kind!r}: expected one of {KINDS}")
+    raise ValueError(f"smoke kind {kind!r}: expected one of {KINDS + (SCENE_KIND,)}")
 
 
 @dataclass
@@ -104,7 +141,8 @@ def add_smoke(img: np.ndarray, rng: np.random.Generator, cfg: SmokeConfig = Smok
         t = np.ones((h, w), np.float32)
         return SmokeSample(img.copy(), None if ir is None else ir.copy(), t, 1.0)
     kind = cfg.kinds[rng.integers(len(cfg.kinds))]
-    tau = density_field(kind, h, w, rng) * rng.uniform(*cfg.tau_max)
+    shape = scene_depth(img, rng) if kind == SCENE_KIND else density_field(kind, h, w, rng)
+    tau = shape * rng.uniform(*cfg.tau_max)
     t = np.exp(-tau).astype(np.float32)
     if rng.random() < cfg.p_dark_smoke:
         a = rng.uniform(0.2, 0.5)

@@ -1,16 +1,19 @@
 """Train the smoke model (SmokeNet) with direct supervision: our smoke synthesis knows t and A.
 
     python -m lmfusion train smoke --out runs/smoke --steps 3000
+    python -m lmfusion train smoke --out runs/ft --init weights/lmfusion.safetensors --steps 800 --lr 5e-4
 
 Data: clean colour VIS with its IR (RoadScene train split, less the validation slice; VIFB) and
-gray VIS with IR (TNO), smoke drawn per sample by ``lmfusion.smoke.add_smoke``; a third of the
-samples drop the IR so the model also works from VIS alone. Each clean image first gets a random
+gray VIS with IR (TNO), smoke drawn per sample by ``lmfusion.smoke.add_smoke`` (``TRAIN_SMOKE``:
+every smoke kind, and region-depth haze over the image's own regions); a third of the samples
+drop the IR so the model also works from VIS alone. Each clean image first gets a random
 contrast, gamma and saturation (``augment``): without it the model learned "high local contrast
 means clear air" from the few scene types here and left high-contrast hazy scenes (indoor rooms)
-untouched. Validation: the RoadScene train
-pairs with index % 10 == 5, never trained on. The test split and SOTS are not touched here.
-Loss: L1 on t, plus L1 on the dehazed image J against the clean image (which also trains A).
-Checkpoints every ``ckpt_every`` steps to <out>/smoke_last.safetensors; --resume continues.
+untouched. Validation: the RoadScene train pairs with index % 10 == 5, never trained on. The
+test split and SOTS are not touched here.
+Loss: L1 on t, L1 on the airlight A, and L1 on the dehazed image J against the clean image.
+Checkpoints every ``ckpt_every`` steps to <out>/smoke_last.safetensors (and smoke_<step>, to
+choose from); rerunning the command resumes. ``--init`` starts from a model file's SmokeNet.
 """
 from __future__ import annotations
 
@@ -25,13 +28,18 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from . import data as D
-from .smoke import SmokeConfig, add_smoke
+from .smoke import KINDS, SCENE_KIND, SmokeConfig, add_smoke
 from .smoke_model import SmokeNet, SmokeNetConfig, dehaze
 
-TRAIN_SMOKE = SmokeConfig(p_clean=0.15, tau_max=(0.1, 3.0))
+# region-depth haze twice as often as each other kind: it is the one that looks like indoor haze
+TRAIN_SMOKE = SmokeConfig(p_clean=0.25, tau_max=(0.1, 3.0), kinds=KINDS + (SCENE_KIND, SCENE_KIND))
 VAL_SMOKE = SmokeConfig(p_clean=0.0, tau_max=(0.5, 2.5))  # as the evaluation's smoke
 VAL_HAZE = SmokeConfig(p_clean=0.0, kinds=("depth", "uniform"), tau_max=(0.3, 2.0),
                        airlight=(0.7, 1.0), p_dark_smoke=0.0, airlight_variation=0.0)
+# haze the way indoor haze sets are made (RESIDE: grey airlight 0.7-1.0, t = exp(-beta * depth), no
+# noise), over a pseudo-depth that follows the image's regions
+VAL_SCENE_HAZE = SmokeConfig(p_clean=0.0, kinds=(SCENE_KIND,), tau_max=(0.8, 3.0), airlight=(0.7, 1.0),
+                             p_dark_smoke=0.0, airlight_variation=0.0, noise_std=(0.0, 0.0))
 
 
 def is_validation(index: int) -> bool:
@@ -84,7 +92,9 @@ def make_sample(vis: np.ndarray, ir: np.ndarray, rng: np.random.Generator, cfg: 
         rgb = augment(rgb, rng, gain)
     s = add_smoke(rgb, rng, cfg, ir=irf, force_smoke=force)
     chw = lambda a: np.ascontiguousarray(a.transpose(2, 0, 1) if a.ndim == 3 else a[None])
-    return {"smoky": chw(s.smoky), "ir": chw(s.ir), "clean": chw(rgb), "t": chw(s.transmission)}
+    has_smoke = float(s.transmission.min() < 0.99)          # A means nothing where there is no smoke
+    return {"smoky": chw(s.smoky), "ir": chw(s.ir), "clean": chw(rgb), "t": chw(s.transmission),
+            "a": np.array([[[s.airlight]]], np.float32), "has_smoke": np.array([[[has_smoke]]], np.float32)}
 
 
 def batch(samples: list[dict]) -> dict[str, torch.Tensor]:
@@ -98,8 +108,14 @@ def val_sets(val: list, seed: int = 2000) -> dict[str, list[dict]]:
     # the same haze over the scenes at 1.8x their contrast: rooms and other high-contrast scenes
     hc = [make_sample(v, i, np.random.default_rng(seed + 500 + k), VAL_HAZE, force=True, gain=(1.8, 1.8))
           for k, (v, i) in enumerate(val)]
-    clean = [{"smoky": s["clean"], "ir": s["ir"], "clean": s["clean"], "t": np.ones_like(s["t"])} for s in smoke]
-    return {"smoke+IR": smoke, "haze, VIS only": haze, "haze, high contrast, VIS only": hc, "clean": clean}
+    scene = [make_sample(v, i, np.random.default_rng(seed + 800 + k), VAL_SCENE_HAZE, force=True)
+             for k, (v, i) in enumerate(val)]
+    scene_hc = [make_sample(v, i, np.random.default_rng(seed + 800 + k), VAL_SCENE_HAZE, force=True, gain=(1.8, 1.8))
+                for k, (v, i) in enumerate(val)]
+    clean = [{**s, "smoky": s["clean"], "t": np.ones_like(s["t"])} for s in smoke]
+    return {"smoke+IR": smoke, "haze, VIS only": haze, "haze, high contrast, VIS only": hc,
+            "region-depth haze, VIS only": scene, "region-depth haze, high contrast, VIS only": scene_hc,
+            "clean": clean}
 
 
 def y_psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -140,6 +156,7 @@ class TrainSmokeConfig:
     lr: float = 2e-3
     p_no_ir: float = 0.35
     j_weight: float = 1.0
+    a_weight: float = 3.0                    # L1 on the airlight (the synthesis knows it)
     ckpt_every: int = 200
     seed: int = 0
     gain: tuple[float, float] = (0.7, 2.2)   # contrast augmentation range (``augment``)
@@ -154,7 +171,9 @@ def save_smoke(net: SmokeNet, path: Path, meta: dict) -> None:
 
 
 def train(out: Path, cfg: TrainSmokeConfig = TrainSmokeConfig(), net_cfg: SmokeNetConfig = SmokeNetConfig(),
-          resume: bool = False, log=print) -> SmokeNet:
+          resume: bool = False, init: Path | None = None, log=print) -> SmokeNet:
+    """Train SmokeNet into ``out``; ``resume`` continues <out>/smoke_last; otherwise ``init`` (a
+    model weights file) gives the starting SmokeNet, for fine-tuning."""
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     train_pairs, val_pairs = load_pairs()
@@ -168,6 +187,10 @@ def train(out: Path, cfg: TrainSmokeConfig = TrainSmokeConfig(), net_cfg: SmokeN
         state = json.loads((out / "smoke_last.json").read_text())
         start = state["step"]
         rng = np.random.default_rng(cfg.seed + start)
+    elif init is not None:
+        from .weights import load_model
+        net.load_state_dict(load_model(init)[0].smoke.state_dict())
+        log(f"smoke model: starting from the SmokeNet of {init}")
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + np.cos(np.pi * min(1.0, (s + start) / cfg.steps))))
     log(f"smoke model: {len(train_pairs)} training pairs, {len(val_pairs)} validation; start at step {start}")
     log(json.dumps(validate(net, sets)))
@@ -183,15 +206,17 @@ def train(out: Path, cfg: TrainSmokeConfig = TrainSmokeConfig(), net_cfg: SmokeN
         t_hat = m * t_hat_no + (1 - m) * t_hat_ir
         a_hat = m[..., :1, :1] * a_no + (1 - m[..., :1, :1]) * a_ir
         j = dehaze(b["smoky"], t_hat, a_hat, net_cfg.t0)
-        loss = (t_hat - b["t"]).abs().mean() + cfg.j_weight * (j - b["clean"]).abs().mean()
+        a_err = ((a_hat - b["a"]).abs().mean((1, 2, 3)) * b["has_smoke"].flatten()).mean()
+        loss = (t_hat - b["t"]).abs().mean() + cfg.j_weight * (j - b["clean"]).abs().mean() + cfg.a_weight * a_err
         opt.zero_grad()
         loss.backward()
         opt.step()
         sched.step()
         if (step + 1) % 50 == 0:
-            log(f"step {step + 1} loss {float(loss):.4f} {time.time() - t0:.0f}s")
+            log(f"step {step + 1} loss {float(loss.detach()):.4f} {time.time() - t0:.0f}s")
         if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps:
             save_smoke(net, last, {"step": step + 1})
+            save_smoke(net, out / f"smoke_{step + 1}.safetensors", {"step": step + 1})   # to choose from
             (out / "smoke_last.json").write_text(json.dumps({"step": step + 1}))
             log(f"val step {step + 1}: " + json.dumps(validate(net, sets)))
     return net

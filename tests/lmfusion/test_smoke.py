@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from lmfusion.smoke import KINDS, SmokeConfig, add_smoke, density_field, fractal_noise
+from lmfusion.smoke import KINDS, SCENE_KIND, SmokeConfig, add_smoke, density_field, fractal_noise, scene_depth
 
 
 def _scene(h=96, w=128):
@@ -57,3 +57,27 @@ def test_colour_images_keep_their_shape():
 def test_fractal_noise_range():
     n = fractal_noise(33, 77, np.random.default_rng(0))
     assert n.shape == (33, 77) and abs(n.min()) < 1e-6 and abs(n.max() - 1) < 1e-6
+
+
+def test_scene_depth_follows_the_image_regions():
+    # two flat regions (left dark, right bright): depth is near constant inside each and its one
+    # large step lies on the border between them
+    img = np.zeros((96, 128, 3), np.float32)
+    img[:, :64] = (0.2, 0.3, 0.1)
+    img[:, 64:] = (0.9, 0.8, 0.7)
+    d = scene_depth(img, np.random.default_rng(5), regions=2)
+    assert d.shape == (96, 128) and d.dtype == np.float32
+    assert d.min() >= 0.2 - 1e-6 and d.max() <= 1.0
+    assert np.array_equal(d, scene_depth(img, np.random.default_rng(5), regions=2))
+    steps = np.abs(np.diff(d, axis=1)).mean(0)            # mean horizontal step per column border
+    border = steps[60:67].sum()
+    assert border > 5 * max(steps[:56].max(), steps[72:].max())
+
+
+def test_scene_haze_is_a_kind_of_add_smoke():
+    img = np.dstack([_scene()] * 3)
+    cfg = SmokeConfig(kinds=(SCENE_KIND,), noise_std=(0.0, 0.0), airlight_variation=0.0)
+    s = add_smoke(img, np.random.default_rng(1), cfg, force_smoke=True)
+    tt = s.transmission[..., None]
+    assert np.allclose(s.smoky, np.clip(img * tt + s.airlight * (1 - tt), 0, 1), atol=1e-5)
+    assert s.transmission.max() < 1.0     # the nearest surface is still behind some haze
