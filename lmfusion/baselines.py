@@ -102,7 +102,7 @@ def fuse_laplacian(vis: np.ndarray, ir: np.ndarray, levels: int = 4) -> np.ndarr
     return _merge(y, ycrcb)
 
 
-def _guided(guide: np.ndarray, src: np.ndarray, r: int, eps: float) -> np.ndarray:
+def guided_filter(guide: np.ndarray, src: np.ndarray, r: int, eps: float) -> np.ndarray:
     """Guided filter (He et al. 2010), float32 HxW guide and source."""
     box = lambda x: cv2.boxFilter(x, -1, (2 * r + 1, 2 * r + 1), borderType=cv2.BORDER_REFLECT)
     mg, ms = box(guide), box(src)
@@ -131,7 +131,7 @@ def dehaze_dcp(vis: np.ndarray, patch: int = 15, omega: float = 0.95, t0: float 
     norm = img / a.reshape((1, 1, -1) if img.ndim == 3 else ())
     t = 1 - omega * cv2.erode(norm.min(2) if norm.ndim == 3 else norm, k)
     gray = cv2.cvtColor(vis, cv2.COLOR_BGR2GRAY).astype(np.float32) / 255 if vis.ndim == 3 else img
-    t = np.maximum(_guided(gray, t.astype(np.float32), radius, eps), t0)
+    t = np.maximum(guided_filter(gray, t.astype(np.float32), radius, eps), t0)
     if img.ndim == 3:
         t, a = t[..., None], a.reshape(1, 1, -1)
     out = (img - a) / t + a

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .baselines import guided_filter
+
 KINDS = ("turbulent", "plume", "uniform", "depth")
 SCENE_KIND = "scene"   # haze over a pseudo-depth that follows the image's regions (needs the image)
 
@@ -63,6 +65,14 @@ def _plumes(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     return np.clip(field / max(field.max(), 1e-6), 0, 1)
 
 
+def _ramp(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
+    """A linear ramp from 0 to 1 across the frame in a random direction, (h, w) float32."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    ang = rng.uniform(0, 2 * np.pi)
+    ramp = np.cos(ang) * xx / w + np.sin(ang) * yy / h
+    return (ramp - ramp.min()) / max(ramp.max() - ramp.min(), 1e-6)
+
+
 def scene_depth(img: np.ndarray, rng: np.random.Generator, regions: int = 8) -> np.ndarray:
     """Pseudo-depth in [0.2, 1] that follows the image: (H,W[,3]) float32 -> (H,W) float32.
 
@@ -84,18 +94,10 @@ def scene_depth(img: np.ndarray, rng: np.random.Generator, regions: int = 8) -> 
     _, labels, _ = cv2.kmeans(feats, regions, None, crit, 1, cv2.KMEANS_PP_CENTERS)
     offsets = rng.random(regions).astype(np.float32)
     seg = cv2.resize(offsets[labels.reshape(sh, sw)], (w, h), interpolation=cv2.INTER_NEAREST)
-    ang = rng.uniform(0, 2 * np.pi)
-    Y, X = np.mgrid[0:h, 0:w].astype(np.float32)
-    ramp = np.cos(ang) * X / w + np.sin(ang) * Y / h
-    ramp = (ramp - ramp.min()) / max(ramp.max() - ramp.min(), 1e-6)
+    ramp = _ramp(h, w, rng)
     mix = rng.uniform(0.3, 0.7)
     d = mix * seg + (1 - mix) * ramp
-    r = max(2, min(h, w) // 40)
-    box = lambda x: cv2.boxFilter(x, -1, (2 * r + 1, 2 * r + 1), borderType=cv2.BORDER_REFLECT)
-    g = gray.astype(np.float32)
-    mg, md = box(g), box(d)
-    a = (box(g * d) - mg * md) / (box(g * g) - mg * mg + 1e-3)
-    d = box(a) * g + box(md - a * mg)
+    d = guided_filter(gray.astype(np.float32), d, max(2, min(h, w) // 40), 1e-3)
     return np.clip(0.2 + 0.8 * d, 0, 1).astype(np.float32)   # the nearest surface is not at 0
 
 
@@ -116,13 +118,9 @@ def _density_field(kind: str, h: int, w: int, rng: np.random.Generator) -> np.nd
     if kind == "depth":
         # Pseudo-depth: a ramp in a random direction (farther = more haze) plus low-frequency
         # structure, as in depth-graded haze datasets.
-        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-        ang = rng.uniform(0, 2 * np.pi)
-        ramp = (np.cos(ang) * xx / w + np.sin(ang) * yy / h)
-        ramp = (ramp - ramp.min()) / max(ramp.max() - ramp.min(), 1e-6)
-        d = 0.7 * ramp + 0.3 * fractal_noise(h, w, rng, octaves=3)
+        d = 0.7 * _ramp(h, w, rng) + 0.3 * fractal_noise(h, w, rng, octaves=3)
         return np.clip(0.2 + 0.8 * d, 0, 1)
-    raise ValueError(f"smoke kind {kind!r}: expected one of {KINDS + (SCENE_KIND,)}")
+    raise ValueError(f"smoke kind {kind!r}: expected one of {KINDS}")
 
 
 @dataclass

@@ -92,9 +92,8 @@ def make_sample(vis: np.ndarray, ir: np.ndarray, rng: np.random.Generator, cfg: 
         rgb = augment(rgb, rng, gain)
     s = add_smoke(rgb, rng, cfg, ir=irf, force_smoke=force)
     chw = lambda a: np.ascontiguousarray(a.transpose(2, 0, 1) if a.ndim == 3 else a[None])
-    has_smoke = float(s.transmission.min() < 0.99)          # A means nothing where there is no smoke
     return {"smoky": chw(s.smoky), "ir": chw(s.ir), "clean": chw(rgb), "t": chw(s.transmission),
-            "a": np.array([[[s.airlight]]], np.float32), "has_smoke": np.array([[[has_smoke]]], np.float32)}
+            "a": np.array([[[s.airlight]]], np.float32)}
 
 
 def batch(samples: list[dict]) -> dict[str, torch.Tensor]:
@@ -206,7 +205,8 @@ def train(out: Path, cfg: TrainSmokeConfig = TrainSmokeConfig(), net_cfg: SmokeN
         t_hat = m * t_hat_no + (1 - m) * t_hat_ir
         a_hat = m[..., :1, :1] * a_no + (1 - m[..., :1, :1]) * a_ir
         j = dehaze(b["smoky"], t_hat, a_hat, net_cfg.t0)
-        a_err = ((a_hat - b["a"]).abs().mean((1, 2, 3)) * b["has_smoke"].flatten()).mean()
+        has_smoke = (b["t"].amin((1, 2, 3)) < 0.99).float()   # A means nothing where there is no smoke
+        a_err = ((a_hat - b["a"]).abs().mean((1, 2, 3)) * has_smoke).mean()
         loss = (t_hat - b["t"]).abs().mean() + cfg.j_weight * (j - b["clean"]).abs().mean() + cfg.a_weight * a_err
         opt.zero_grad()
         loss.backward()

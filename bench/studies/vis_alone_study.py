@@ -75,5 +75,6 @@ def main() -> None:
         print(f"| {key} | " + " | ".join(cells) + f" | {np.mean([r[n][0] for n in names]):.2f} | "
               f"{t_mae:.3f} | {a_mae:.3f} |")
 
+
 if __name__ == "__main__":
     main()
